@@ -1,0 +1,78 @@
+"""The `newsletter` command as a user runs it: a real process, real exit codes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import subprocess
+import sys
+
+import icalendar
+
+from worker.message import without_date
+
+
+def run(*args, env=None, input=None, check=False):
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_render_writes_the_four_files(seed_path, tmp_path):
+    out = tmp_path / "out"
+    proc = run("render", seed_path, "--out", out, "--to", "reader@example.org", "--name", "Reader", check=True)
+    for name in ("body.html", "body.txt", "message.eml", "event.ics"):
+        assert (out / name).stat().st_size > 0
+        assert name in proc.stdout
+    msg = email.message_from_bytes((out / "message.eml").read_bytes(), policy=email.policy.default)
+    assert msg["To"] == "Reader <reader@example.org>"
+    assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == (out / "body.html").read_text()
+    icalendar.Calendar.from_ical((out / "event.ics").read_bytes())
+    assert "Hi Reader," in (out / "body.txt").read_text()
+
+
+def test_render_is_repeatable(seed_path, tmp_path):
+    run("render", seed_path, "--out", tmp_path / "a", check=True)
+    run("render", seed_path, "--out", tmp_path / "b", check=True)
+    a = (tmp_path / "a" / "message.eml").read_bytes()
+    b = (tmp_path / "b" / "message.eml").read_bytes()
+    assert without_date(a) == without_date(b)
+
+
+def test_render_as_of_after_the_event(seed_path, tmp_path):
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "event.ics").write_text("stale")
+    run("render", seed_path, "--out", out, "--as-of", "2023-12-01", check=True)
+    assert not (out / "event.ics").exists()
+    assert "A Whole Team Approach" not in (out / "body.html").read_text()
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
+    cases = {
+        "empty.txt": b"",
+        "binary.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00",
+        "latin1.txt": "T\n\n1 Jan 2024\n\ncaf\xe9\n".encode("latin-1"),
+        "nodate.txt": b"Title only\n\nno date here\n",
+    }
+    for name, data in cases.items():
+        src = tmp_path / name
+        src.write_bytes(data)
+        out = tmp_path / f"out-{name}"
+        proc = run("render", src, "--out", out)
+        assert proc.returncode == 2, (name, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+        assert not out.exists()
+
+
+def test_missing_file_and_bad_options_exit_2(seed_path, tmp_path):
+    assert run("render", tmp_path / "nope.txt", "--out", tmp_path / "o").returncode == 2
+    bad_to = run("render", seed_path, "--out", tmp_path / "o", "--to", "not-an-address")
+    assert bad_to.returncode == 2 and "--to" in bad_to.stderr
+    bad_as_of = run("render", seed_path, "--out", tmp_path / "o", "--as-of", "soon")
+    assert bad_as_of.returncode == 2 and "--as-of" in bad_as_of.stderr
+    assert run("render").returncode == 2

@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from worker.episodes import Episode, load_episode, parse_date, parse_time_range, safe_url
+from worker.errors import EpisodeError
+
+TZ = ZoneInfo("Europe/London")
+
+
+def write(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return p
+
+
+def test_sample_page(seed_path):
+    ep = load_episode(seed_path, TZ)
+    assert ep.title == "Public Sector Technology Roundup: Episode 3"
+    assert ep.date == date(2023, 11, 23)
+    assert ep.number == 3
+    assert ep.slug == "2023-11-23-public-sector-technology-roundup-episode-3"
+    assert ep.intro[0].startswith("A bit later than planned")
+    assert len(ep.intro) == 1
+    ev = ep.event
+    assert ev is not None
+    assert ev.title == "A Whole Team Approach to Effective Product Discovery: Panel Discussion"
+    assert ev.heading == "Product Panel Event"
+    assert ev.banner_alt == "Product Panel Nov email header"
+    assert ev.starts == datetime(2023, 11, 29, 17, 30, tzinfo=TZ)
+    assert ev.ends == datetime(2023, 11, 29, 19, 30, tzinfo=TZ)
+    assert ev.venue == "Codurance, 3 Sutton Lane, 3rd Floor, London EC1M 5PU"
+    assert [s.name for s in ev.speakers] == ["Rachel Lyons", "Mash Badar", "Sarah Timms", "Andy Curry", "David Heath"]
+    assert ev.speakers[0].role == "Principal Product Manager, Codurance"
+    assert len(ev.description) == 2
+    assert ep.links == ()
+    assert ep.transcript[0].startswith("Hello and welcome")
+    assert ep.transcript[-1].startswith("That’s a wrap")
+    assert len(ep.transcript) == 27
+    # non-breaking spaces are gone from parsed text
+    assert not any("\u00a0" in p for p in ep.transcript)
+
+
+def test_round_trips_through_json(seed_path):
+    ep = load_episode(seed_path, TZ)
+    assert Episode.from_json(ep.to_json()) == ep
+
+
+NOISY = (
+    "\ufeffMy Show: Episode 12\r\n\r\n"
+    "Thursday 7th March 2024\r\n\r\n"
+    "Intro\u00a0paragraph with “curly quotes” — and dashes.\r\n\r\n"
+    "Spring Meetup Event\r\n\r\n"
+    "Meetup header image\r\n\r\n"
+    "Data in Government: a meetup\r\n\r\n"
+    "18:00 - 20:30\r\n"
+    "14 March 2024\r\n"
+    "The Venue, 1 Road, Leeds – https://tickets.example.com/e/42\r\n\r\n"
+    "Come along.\r\n\r\n"
+    "Speakers: Ada Lovelace, Analyst; Alan Turing\r\n\r\n"
+    "Links & Sources\r\n\r\n"
+    "Report one – https://example.gov.uk/report-1\r\n"
+    "Report two - https://example.gov.uk/report-2\r\n"
+    "Report three: https://example.gov.uk/report-3\r\n"
+    "https://example.org/bare\r\n"
+    "Blog post about things\r\n"
+    "https://blog.example.com/post\r\n\r\n"
+    "Welcome to the show. This is the transcript.\r\n\r\n"
+    "Second paragraph.\r\n"
+)
+
+
+def test_noisy_page_with_links_and_signup(tmp_path):
+    ep = load_episode(write(tmp_path, "ep.txt", NOISY), TZ)
+    assert ep.title == "My Show: Episode 12"
+    assert ep.date == date(2024, 3, 7)
+    assert ep.intro == ("Intro paragraph with “curly quotes” — and dashes.",)
+    ev = ep.event
+    assert ev.title == "Data in Government: a meetup"
+    assert ev.starts == datetime(2024, 3, 14, 18, 0, tzinfo=TZ)
+    assert ev.ends == datetime(2024, 3, 14, 20, 30, tzinfo=TZ)
+    assert ev.signup_url == "https://tickets.example.com/e/42"
+    assert ev.venue == "The Venue, 1 Road, Leeds"
+    assert [(s.name, s.role) for s in ev.speakers] == [("Ada Lovelace", "Analyst"), ("Alan Turing", "")]
+    assert [lk.url for lk in ep.links] == [
+        "https://example.gov.uk/report-1", "https://example.gov.uk/report-2",
+        "https://example.gov.uk/report-3", "https://example.org/bare", "https://blog.example.com/post"]
+    assert ep.links[0].title == "Report one"
+    assert ep.links[4].title == "Blog post about things"
+    assert ep.transcript == ("Welcome to the show. This is the transcript.", "Second paragraph.")
+
+
+def test_page_without_event_or_links(tmp_path):
+    ep = load_episode(write(tmp_path, "ep.txt", "Title\n\n1 Jan 2024\n\nIntro.\n\nTranscript one.\n\nTwo.\n"), TZ)
+    assert ep.event is None and ep.links == ()
+    assert ep.intro == ("Intro.",)
+    assert ep.transcript == ("Transcript one.", "Two.")
+
+
+def test_event_without_caption_and_without_speakers(tmp_path):
+    text = ("Show 5\n\n2 Feb 2024\n\nIntro.\n\nWebinar Event\n\nHow to test\n\n"
+            "12.30pm – 1.30pm\n9 February 2024\nOnline\n\nAbout it.\n\nLinks & Sources\n\nThe transcript.\n")
+    ep = load_episode(write(tmp_path, "ep.txt", text), TZ)
+    assert ep.event.title == "How to test"
+    assert ep.event.banner_alt == ""
+    assert ep.event.starts.hour == 12 and ep.event.ends.hour == 13
+    assert ep.event.venue == "Online"
+    assert ep.event.description == ("About it.",)
+    assert ep.transcript == ("The transcript.",)
+
+
+def test_event_heading_without_date_stays_intro(tmp_path):
+    text = "Show\n\n2 Feb 2024\n\nIntro.\n\nNo Event\n\nJust words here.\n\nLinks & Sources\n\nTranscript.\n"
+    ep = load_episode(write(tmp_path, "ep.txt", text), TZ)
+    assert ep.event is None
+    assert ep.intro == ("Intro.", "No Event", "Just words here.")
+    assert ep.transcript == ("Transcript.",)
+    assert ep.warnings
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("23 Nov 2023", date(2023, 11, 23)), ("29 November 2023", date(2023, 11, 29)),
+    ("Wednesday 29th November 2023", date(2023, 11, 29)), ("Nov 23, 2023", date(2023, 11, 23)),
+    ("2023-11-23", date(2023, 11, 23)), ("23/11/2023", date(2023, 11, 23)),
+    ("31 Feb 2023", None), ("Hello world", None), ("23 Foo 2023", None),
+])
+def test_parse_date(text, expected):
+    assert parse_date(text) == expected
+
+
+@pytest.mark.parametrize("text, start, end", [
+    ("5.30pm – 7.30pm", (17, 30), (19, 30)), ("18:00-20:00", (18, 0), (20, 0)),
+    ("6 to 8pm", (18, 0), (20, 0)), ("11am – 1pm", (11, 0), (13, 0)), ("at 6.30pm", (18, 30), None),
+])
+def test_parse_time_range(text, start, end):
+    s, e = parse_time_range(text)
+    assert (s.hour, s.minute) == start
+    assert ((e.hour, e.minute) if e else None) == end
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("https://a.example/x", True), ("http://a.example", True), ("mailto:a@b.example", True),
+    ("javascript:alert(1)", False), ("JaVaScRiPt:alert(1)", False), ("data:text/html,<x>", False),
+    ("//evil.example", False), ("/relative", False), ('https://a.example/"onmouseover=x', False),
+    ("vbscript:x", False),
+])
+def test_safe_url(url, ok):
+    assert bool(safe_url(url)) is ok
+
+
+MARKDOWN = """---
+title: "Episode 4: Markdown"
+date: 2024-01-10
+number: 4
+summary: A short summary.
+episode_url: https://podcast.example.com/4
+audio_url: https://cdn.example.com/4.mp3
+event:
+  title: Winter Social
+  starts: 2024-01-20T18:00
+  ends: 2024-01-20T21:00
+  venue: The Pub
+  signup_url: https://tickets.example.com/social
+  banner_image: https://cdn.example.com/banner.png
+  banner_alt: People at a social
+  speakers:
+    - name: Grace Hopper
+      role: Admiral
+links:
+  - title: A link
+    url: https://example.com/a
+  - title: Bad link
+    url: javascript:alert(1)
+---
+# Transcript
+
+Hello **there**, this is [the show](https://x.example).
+
+Second paragraph.
+"""
+
+
+def test_markdown_front_matter(tmp_path):
+    ep = load_episode(write(tmp_path, "ep4.md", MARKDOWN), TZ)
+    assert ep.title == "Episode 4: Markdown"
+    assert ep.date == date(2024, 1, 10)
+    assert ep.number == 4
+    assert ep.summary == "A short summary."
+    assert ep.audio_url == "https://cdn.example.com/4.mp3"
+    assert ep.event.starts == datetime(2024, 1, 20, 18, 0, tzinfo=TZ)
+    assert ep.event.banner_image == "https://cdn.example.com/banner.png"
+    assert ep.event.speakers[0].name == "Grace Hopper"
+    assert [lk.url for lk in ep.links] == ["https://example.com/a"]  # javascript: dropped
+    assert ep.transcript == ("Transcript", "Hello there, this is the show.", "Second paragraph.")
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "empty"),
+    (b"   \n\n  ", "empty"),
+    (b"\x00\x01\x02binary\x00", "binary"),
+    ("Title\n\n23 Nov 2023\n\ncaf\xe9\n".encode("latin-1"), "not valid UTF-8"),
+    (b"Only a title\n", "expected a date"),
+    (b"Title\n\nnot a date\n\ntext\n", "line 3: expected the episode date"),
+    (b"Title\n\n23 Nov 1066\n\ntext\n", "out of range"),
+])
+def test_bad_page_inputs(tmp_path, content, needle):
+    path = write(tmp_path, "bad.txt", content)
+    with pytest.raises(EpisodeError) as info:
+        load_episode(path, TZ)
+    assert needle in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("front, needle", [
+    ("date: 2024-01-01\n", "field 'title': is required"),
+    ("title: T\n", "field 'date': is required"),
+    ("title: T\ndate: someday\n", "field 'date'"),
+    ("title: T\ndate: 2024-01-01\nevent:\n  title: E\n  starts: tomorrow\n", "field 'event.starts'"),
+    ("title: T\ndate: 2024-01-01\nnumber: three\n", "field 'number'"),
+    ("title: [unclosed\n", "not valid YAML"),
+    ("title: T\ndate: 2024-01-01\nlinks: nope\n", "field 'links'"),
+])
+def test_bad_markdown_names_the_field(tmp_path, front, needle):
+    path = write(tmp_path, "bad.md", f"---\n{front}---\nbody\n")
+    with pytest.raises(EpisodeError) as info:
+        load_episode(path, TZ)
+    assert needle in str(info.value)
+    assert "bad.md" in str(info.value)
+
+
+def test_title_with_line_breaks_and_controls_is_one_line(tmp_path):
+    path = write(tmp_path, "ep.md", '---\ntitle: "Evil\\r\\nBcc: victim@example.com\\u0007"\ndate: 2024-01-01\n---\nx\n')
+    ep = load_episode(path, TZ)
+    assert ep.title == "Evil Bcc: victim@example.com"

@@ -1,0 +1,57 @@
+"""The exception tree. Input errors carry where they happened so the CLI can say it in one line."""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base of everything this package raises on purpose."""
+
+
+class InputError(NewsletterError):
+    """Bad user input (episode, CSV, argument). The CLI exits 2 with `str(error)`."""
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.message = message
+        self.source = source
+        self.line = line
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.source:
+            where.append(str(self.source))
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return (": ".join(where) + ": " if where else "") + self.message
+
+
+class EpisodeError(InputError):
+    """An episode document that cannot be read."""
+
+
+class ConfigError(NewsletterError):
+    """A setting that cannot work (bad URL, unknown transport)."""
+
+
+class NotFound(NewsletterError):
+    """A campaign, episode or subscriber that does not exist."""
+
+
+class TransportError(NewsletterError):
+    """Sending one message failed. `code` is the SMTP reply code when there was one."""
+
+    def __init__(self, message: str, *, code: int | None = None):
+        self.code = code
+        super().__init__(message)
+
+
+class TemporaryFailure(TransportError):
+    """4xx, dropped connection or timeout: try this recipient again later."""
+
+
+class PermanentFailure(TransportError):
+    """5xx: never try this recipient again."""

@@ -1,0 +1,163 @@
+"""Digest -> inlined email, rendered once per episode and personalised per recipient.
+
+`render_email` runs Jinja2 and premailer once. Per-recipient values (name, address, unsubscribe
+URL) go into the output as unguessable tokens; `Personaliser` later swaps them for each
+recipient by joining pre-split segments, with no template engine involved.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import premailer
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from .digest import Digest
+
+log = logging.getLogger(__name__)
+
+FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+
+# Colours in one place, so the contrast test can check every pair the templates use.
+LIGHT = {
+    "page": "#f2f4f7", "card": "#ffffff", "text": "#1f2933", "muted": "#52606d", "link": "#0b57d0",
+    "banner": "#0f2d4a", "banner_text": "#ffffff", "banner_accent": "#ffd166",
+    "button": "#0b57d0", "button_text": "#ffffff", "notice": "#fff3bf", "notice_text": "#5c3c00",
+}
+DARK = {
+    "page": "#101418", "card": "#1b2128", "text": "#e8ecf1", "muted": "#b4bec9", "link": "#8ab4f8",
+    "banner": "#0c2236", "banner_text": "#ffffff", "banner_accent": "#ffd166",
+    "button": "#8ab4f8", "button_text": "#0b1a2c", "notice": "#3d2e00", "notice_text": "#ffe08a",
+}
+# (foreground, background) pairs the templates put together.
+COLOUR_PAIRS = [
+    ("text", "card"), ("muted", "card"), ("link", "card"), ("muted", "page"), ("link", "page"),
+    ("banner_text", "banner"), ("banner_accent", "banner"), ("button_text", "button"),
+    ("notice_text", "notice"),
+]
+
+SLOTS = ("greeting", "email", "unsubscribe_url")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """One episode's email before personalisation. `nonce` names its placeholder tokens."""
+
+    name: str
+    subject: str
+    html: str
+    text: str
+    nonce: str
+
+    def personaliser(self) -> Personaliser:
+        return Personaliser(self)
+
+
+class Personaliser:
+    """Fills the placeholder tokens for one recipient: split once, join per recipient."""
+
+    def __init__(self, rendered: RenderedEmail):
+        pattern = re.compile(rf"NL{rendered.nonce}([a-z_]+)X")
+        self._html = _split(pattern, rendered.html)
+        self._text = _split(pattern, rendered.text)
+
+    def fill(self, values: dict[str, str]) -> tuple[str, str]:
+        escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
+        return _join(self._html, escaped), _join(self._text, values)
+
+
+def _split(pattern: re.Pattern, text: str) -> list[str]:
+    # Even indexes are literal text, odd ones slot names.
+    parts = pattern.split(text)
+    for name in parts[1::2]:
+        if name not in SLOTS:
+            raise ValueError(f"unknown placeholder {name!r}")
+    return parts
+
+
+def _join(parts: list[str], values: dict[str, str]) -> str:
+    out = parts[:]
+    for i in range(1, len(out), 2):
+        out[i] = values[out[i]]
+    return "".join(out)
+
+
+@lru_cache(maxsize=4)
+def _environment(templates_dir: Path) -> Environment:
+    # Autoescape for HTML only: the text twin is plain text. StrictUndefined: a typo in a
+    # template fails the render instead of sending an email with a hole in it.
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir / "email")),
+        autoescape=lambda name: bool(name and name.endswith(".html")),
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+    return env
+
+
+class _Tokens:
+    """What templates see as `recipient`: each attribute is a placeholder token."""
+
+    def __init__(self, nonce: str):
+        self._nonce = nonce
+
+    def __getattr__(self, name: str) -> Markup:
+        if name not in SLOTS:
+            raise AttributeError(name)
+        return Markup(f"NL{self._nonce}{name}X")
+
+
+def render_email(digest: Digest, templates_dir: Path, name: str = "digest", extra: dict | None = None) -> RenderedEmail:
+    nonce = secrets.token_hex(8)
+    env = _environment(Path(templates_dir))
+    ep = digest.episode
+    context = {
+        "subject": digest.subject,
+        "preheader": digest.preheader,
+        "episode": ep,
+        "episode_date": f"{ep.date.day} {ep.date.strftime('%B %Y')}",
+        "intro": digest.intro,
+        "event": digest.event,
+        "highlights": digest.highlights,
+        "links": digest.links,
+        "more_links": digest.more_links,
+        "web_url": digest.web_url,
+        "listen_url": digest.listen_url,
+        "list_name": digest.list_name,
+        "sender_postal": digest.sender_postal,
+        "recipient": _Tokens(nonce),
+        "c": LIGHT,
+        "d": DARK,
+        "fonts": FONTS,
+        **(extra or {}),
+    }
+    subject = env.get_template(f"{name}/subject.txt").render(context).strip()
+    subject = " ".join(subject.split())  # one line, whatever the template did
+    text = env.get_template(f"{name}/body.txt").render(context)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    raw_html = env.get_template(f"{name}/body.html").render(context)
+    return RenderedEmail(name=name, subject=subject, html=inline_css(raw_html), text=text, nonce=nonce)
+
+
+def inline_css(raw_html: str) -> str:
+    """premailer with the settings email needs: keep classes (the media queries use them), keep
+    `!important`, never fetch anything, and leave `data-premailer="ignore"` blocks alone."""
+    inliner = premailer.Premailer(
+        raw_html,
+        remove_classes=False,
+        strip_important=False,
+        keep_style_tags=False,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+        cache_css_parsing=True,
+    )
+    return inliner.transform()

@@ -1,0 +1,385 @@
+"""The campaign ledger: the source of truth for who has been sent what.
+
+Every delivery moves queued -> claimed -> sending -> sent (or retry / failed), and every move is a
+conditional UPDATE on the row's current status and claim token, so a stale or duplicate worker
+cannot overwrite another's work. The broker only says "go and look"; these rows say what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import is_postgres
+from .episodes import Episode
+from .errors import NotFound
+from .models import (
+    Campaign,
+    CampaignStatus,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    EpisodeRecord,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+D = DeliveryStatus
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+# -- episodes and campaigns -------------------------------------------------------------------
+
+def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, bool]:
+    """The episode's row, created if new. Unique by guid and by slug; safe under races."""
+    found = session.scalar(select(EpisodeRecord).where(
+        or_(EpisodeRecord.guid == episode.guid, EpisodeRecord.slug == episode.slug)))
+    if found:
+        return found, False
+    row = EpisodeRecord(guid=episode.guid, slug=episode.slug, title=episode.title,
+                        published_on=datetime.combine(episode.date, datetime.min.time(), timezone.utc),
+                        source=episode.source, data=episode.to_json())
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        found = session.scalar(select(EpisodeRecord).where(
+            or_(EpisodeRecord.guid == episode.guid, EpisodeRecord.slug == episode.slug)))
+        if found is None:
+            raise
+        return found, False
+    return row, True
+
+
+@dataclass
+class PublishResult:
+    campaign: Campaign
+    created: bool
+    episode: EpisodeRecord
+
+
+def create_campaign(session: Session, episode: Episode, settings: Settings, *, as_of: datetime | None = None,
+                    draft: bool = False) -> PublishResult:
+    """One campaign per episode, rendered once, its audience frozen into delivery rows in one
+    INSERT ... SELECT. Publishing an episode that already has a campaign returns that campaign."""
+    from .message import compose
+
+    record, _ = record_episode(session, episode)
+    existing = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
+    if existing:
+        return PublishResult(existing, False, record)
+    as_of = as_of or utcnow()
+    template = compose(episode, settings, as_of)
+    r = template.rendered
+    campaign = Campaign(episode_id=record.id, subject=r.subject, html=r.html, text=r.text, nonce=r.nonce,
+                        ics=template.ics.decode() if template.ics else None, as_of=as_of,
+                        status=CampaignStatus.DRAFT if draft else CampaignStatus.SENDING)
+    try:
+        with session.begin_nested():
+            session.add(campaign)
+            session.flush()
+    except IntegrityError:
+        # another publisher won the race for this episode
+        existing = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
+        if existing is None:
+            raise
+        return PublishResult(existing, False, record)
+    if not draft:
+        freeze_audience(session, campaign)
+    return PublishResult(campaign, True, record)
+
+
+def freeze_audience(session: Session, campaign: Campaign) -> int:
+    """One delivery row per active subscriber, in bulk. The unique (campaign, subscriber) key
+    makes a second call add nobody twice."""
+    now = utcnow()
+    sel = select(
+        literal(campaign.id, Delivery.campaign_id.type), Subscriber.id, Subscriber.email, Subscriber.name,
+        literal(D.QUEUED, Delivery.status.type), literal(0, Delivery.attempts.type),
+        literal(now, Delivery.updated_at.type),
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE).where(
+        ~select(Delivery.id).where(Delivery.campaign_id == campaign.id,
+                                   Delivery.subscriber_id == Subscriber.id).exists())
+    result = session.execute(insert(Delivery).from_select(
+        ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel))
+    added = result.rowcount or 0
+    campaign.total = (campaign.total or 0) + added
+    campaign.status = CampaignStatus.SENDING
+    campaign.started_at = campaign.started_at or now
+    session.flush()
+    return added
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id}")
+    return campaign
+
+
+def latest_campaign(session: Session) -> Campaign | None:
+    return session.scalar(select(Campaign).order_by(Campaign.id.desc()).limit(1))
+
+
+# -- claiming and recording -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attempts: int
+
+
+def _due(campaign_id: int, now: datetime):
+    return and_(Delivery.campaign_id == campaign_id,
+                or_(Delivery.status == D.QUEUED,
+                    and_(Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)))
+
+
+def claim_batch(session: Session, campaign_id: int, token: str, limit: int, worker: str = "") -> list[Claimed]:
+    """Atomically take up to `limit` due deliveries for this claim token (and commit).
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows without
+    waiting. SQLite: the UPDATE runs inside BEGIN IMMEDIATE, which serialises claimers."""
+    now = utcnow()
+    session.merge(Claim(token=token, campaign_id=campaign_id, worker=worker[:200], heartbeat_at=now))
+    ids = select(Delivery.id).where(_due(campaign_id, now)).order_by(Delivery.id).limit(limit)
+    if is_postgres(session):
+        ids = ids.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
+        .values(status=D.CLAIMED, claim_token=token, claimed_at=now, updated_at=now)
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.name, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    claimed = [Claimed(*r) for r in sorted(rows)]
+    if claimed:
+        # People who unsubscribed or bounced after the audience was frozen are skipped.
+        gone = set(session.scalars(select(Subscriber.id).where(
+            Subscriber.id.in_([c.subscriber_id for c in claimed]), Subscriber.status != SubscriberStatus.ACTIVE)))
+        if gone:
+            session.execute(update(Delivery).where(
+                Delivery.claim_token == token, Delivery.subscriber_id.in_(gone), Delivery.status == D.CLAIMED)
+                .values(status=D.SKIPPED, claim_token=None, last_error="unsubscribed or suppressed before sending",
+                        updated_at=now).execution_options(synchronize_session=False))
+            claimed = [c for c in claimed if c.subscriber_id not in gone]
+    else:
+        session.execute(delete(Claim).where(Claim.token == token))
+    session.commit()
+    return claimed
+
+
+def start_sending(session: Session, token: str, delivery_id: int, *, finished: tuple[int, str] | None = None) -> bool:
+    """One commit per message: record the previous message as sent (if any), mark this one as
+    in flight, and move the claim's heartbeat. False if the row is no longer ours."""
+    now = utcnow()
+    if finished:
+        _mark_sent(session, token, *finished, now)
+    ok = session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
+                               Delivery.status == D.CLAIMED)
+        .values(status=D.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    session.execute(update(Claim).where(Claim.token == token).values(heartbeat_at=now))
+    session.commit()
+    return ok
+
+
+def _mark_sent(session: Session, token: str, delivery_id: int, message_id: str, now: datetime) -> None:
+    # 'uncertain' too: a sweeper may have given up on us while the server was slow to answer.
+    session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
+                               Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(status=D.SENT, message_id=message_id, sent_at=now, last_error=None, updated_at=now)
+        .execution_options(synchronize_session=False))
+
+
+def mark_sent(session: Session, token: str, delivery_id: int, message_id: str) -> None:
+    _mark_sent(session, token, delivery_id, message_id, utcnow())
+    session.commit()
+
+
+def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter between half and all of the step, capped below the
+    broker's visibility timeout (see worker.celery)."""
+    step = min(settings.retry_max_delay, settings.retry_base_delay * (2 ** max(0, attempts - 1)))
+    return (rng or random).uniform(step / 2, step)
+
+
+def mark_temporary_failure(session: Session, token: str, delivery_id: int, error: str, attempts: int,
+                           settings: Settings) -> datetime | None:
+    """Back to 'retry' with a due time, or 'failed' when out of attempts. Returns the due time."""
+    now = utcnow()
+    if attempts >= settings.max_attempts:
+        values = {"status": D.FAILED, "last_error": f"gave up after {attempts} attempts: {error}"[:2000]}
+        due = None
+    else:
+        due = now + timedelta(seconds=retry_delay(attempts, settings))
+        values = {"status": D.RETRY, "next_attempt_at": due, "last_error": error[:2000]}
+    session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
+                               Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(claim_token=None, updated_at=now, **values).execution_options(synchronize_session=False))
+    session.commit()
+    return due
+
+
+def mark_permanent_failure(session: Session, token: str, delivery_id: int, subscriber_id: int, error: str) -> None:
+    """A 5xx: failed for good, and the address is suppressed so no campaign tries it again."""
+    now = utcnow()
+    session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
+                               Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(status=D.FAILED, claim_token=None, last_error=error[:2000], updated_at=now)
+        .execution_options(synchronize_session=False))
+    session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
+                    .values(status=SubscriberStatus.BOUNCED, status_reason=error[:500], updated_at=now))
+    session.commit()
+
+
+def release_claim(session: Session, token: str) -> None:
+    """End of a batch: rows still only claimed (not attempted) go back to the queue."""
+    now = utcnow()
+    session.execute(update(Delivery).where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)
+                    .values(status=D.QUEUED, claim_token=None, updated_at=now)
+                    .execution_options(synchronize_session=False))
+    session.execute(delete(Claim).where(Claim.token == token))
+    session.commit()
+
+
+# -- sweeping, status and resends -----------------------------------------------------------
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    uncertain: int = 0
+    dead_claims: int = 0
+    finished: list[int] | None = None
+    need_work: list[int] | None = None
+
+
+def sweep(session: Session, settings: Settings, lease: float | None = None) -> SweepReport:
+    """Recover from dead workers and lost broker messages; finish campaigns with no open rows.
+
+    - A claim whose heartbeat is older than the lease belongs to a dead worker: its untouched
+      rows go back to the queue; a row it had in flight becomes 'uncertain' (reported, not resent).
+    - Campaigns with due work and no live claim are returned in `need_work` for re-enqueueing.
+    """
+    now = utcnow()
+    report = SweepReport(finished=[], need_work=[])
+    cutoff = now - timedelta(seconds=settings.claim_lease if lease is None else lease)
+    dead = list(session.scalars(select(Claim.token).where(Claim.heartbeat_at < cutoff)))
+    live = select(Claim.token)
+    orphan = and_(Delivery.status.in_([D.CLAIMED, D.SENDING]),
+                  or_(Delivery.claim_token.is_(None), Delivery.claim_token.in_(dead),
+                      Delivery.claim_token.not_in(live)))
+    report.uncertain = session.execute(
+        update(Delivery).where(orphan, Delivery.status == D.SENDING)
+        .values(status=D.UNCERTAIN, last_error="its worker stopped mid-send; it may or may not have arrived",
+                updated_at=now).execution_options(synchronize_session=False)).rowcount
+    report.requeued = session.execute(
+        update(Delivery).where(orphan, Delivery.status == D.CLAIMED)
+        .values(status=D.QUEUED, claim_token=None, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+    if dead:
+        session.execute(delete(Claim).where(Claim.token.in_(dead)))
+    report.dead_claims = len(dead)
+    for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SENDING)):
+        open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN)))
+        if not open_rows:
+            campaign.status = CampaignStatus.DONE
+            campaign.finished_at = now
+            report.finished.append(campaign.id)
+            continue
+        has_claims = session.scalar(select(func.count()).select_from(Claim).where(Claim.campaign_id == campaign.id))
+        due = session.scalar(select(func.count()).select_from(Delivery).where(_due(campaign.id, now)))
+        if due and not has_claims:
+            report.need_work.append(campaign.id)
+    session.commit()
+    if report.uncertain or report.requeued:
+        log.warning("sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",
+                    report.requeued, report.uncertain, report.dead_claims)
+    return report
+
+
+def next_retry_due(session: Session, campaign_id: int) -> datetime | None:
+    return as_utc(session.scalar(select(func.min(Delivery.next_attempt_at)).where(
+        Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY)))
+
+
+def finish_if_done(session: Session, campaign_id: int) -> bool:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != CampaignStatus.SENDING:
+        return campaign is not None and campaign.status == CampaignStatus.DONE
+    open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.campaign_id == campaign_id, Delivery.status.in_(D.OPEN)))
+    if open_rows:
+        return False
+    campaign.status = CampaignStatus.DONE
+    campaign.finished_at = utcnow()
+    session.commit()
+    log.info("campaign %d is done", campaign_id)
+    return True
+
+
+def counts(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+                                .group_by(Delivery.status)).all())
+    return {s: rows.get(s, 0) for s in D.ALL}
+
+
+def status(session: Session, campaign_id: int) -> dict:
+    """What `newsletter status --json` and GET /campaigns/{id} show."""
+    campaign = get_campaign(session, campaign_id)
+    episode = session.get(EpisodeRecord, campaign.episode_id)
+    c = counts(session, campaign_id)
+    open_rows = sum(c[s] for s in D.OPEN)
+    eta = None
+    if open_rows and campaign.status == CampaignStatus.SENDING:
+        window = utcnow() - timedelta(seconds=60)
+        recent = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == D.SENT, Delivery.sent_at >= window))
+        if recent:
+            eta = round(open_rows / (recent / 60.0), 1)
+    return {
+        "campaign": campaign.id,
+        "episode": episode.slug if episode else None,
+        "title": episode.title if episode else None,
+        "state": campaign.status,
+        "total": sum(c.values()),
+        **c,
+        "eta_seconds": eta,
+    }
+
+
+def resend_uncertain(session: Session, campaign_id: int) -> int:
+    """Put 'uncertain' rows back in the queue. They go out with the same Message-ID, so a
+    receiving system that did get the first copy can tell it is the same message."""
+    get_campaign(session, campaign_id)
+    n = session.execute(update(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
+                        .values(status=D.QUEUED, claim_token=None, updated_at=utcnow())
+                        .execution_options(synchronize_session=False)).rowcount
+    if n:
+        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.SENDING))
+    session.commit()
+    return n
+

@@ -1,0 +1,178 @@
+"""Database tables. The `deliveries` table is the ledger: one row per (campaign, subscriber)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubscriberStatus:
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # a 5xx on send: suppressed
+    SUPPRESSED = "suppressed"  # suppressed by hand
+    ALL = (ACTIVE, UNSUBSCRIBED, BOUNCED, SUPPRESSED)
+
+
+class DeliveryStatus:
+    QUEUED = "queued"  # waiting to be claimed
+    CLAIMED = "claimed"  # claimed by a batch, not yet attempted
+    SENDING = "sending"  # the SMTP transaction is under way
+    RETRY = "retry"  # a temporary failure; due again at next_attempt_at
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure, or out of attempts
+    UNCERTAIN = "uncertain"  # its worker died mid-send: maybe delivered, never resent by itself
+    SKIPPED = "skipped"  # unsubscribed or suppressed after the audience was frozen
+    ALL = (QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED)
+    OPEN = (QUEUED, CLAIMED, SENDING, RETRY)  # a campaign with any of these is not done
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # lower-cased address: the case-insensitive identity of a subscriber
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default=SubscriberStatus.ACTIVE, index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class EpisodeRecord(Base):
+    __tablename__ = "episodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    guid: Mapped[str] = mapped_column(String(500), unique=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    published_on: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[str] = mapped_column(Text)  # Episode.to_json()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CampaignStatus:
+    DRAFT = "draft"
+    SENDING = "sending"
+    DONE = "done"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # one live campaign per episode: publishing again finds this row
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.SENDING)
+    # rendered and inlined once, at publish; workers only personalise
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str] = mapped_column(String(40))
+    ics: Mapped[str | None] = mapped_column(Text, nullable=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        Index("ix_deliveries_claim", "claim_token"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    # frozen at publish: the audience and how to address them
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Claim(Base):
+    """A batch in progress. Its heartbeat moves with every message; a stale one is a dead worker."""
+
+    __tablename__ = "claims"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Feed(Base):
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    primed: Mapped[int] = mapped_column(Integer, default=0)  # 1 once the back catalogue is recorded
+    last_polled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_ok_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    etag: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    modified: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class SeenItem(Base):
+    """A feed item (or dropped file) already handled. The unique key makes 'new' race-free."""
+
+    __tablename__ = "seen_items"
+    __table_args__ = (UniqueConstraint("source", "item_key", name="uq_seen_source_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(2000))
+    item_key: Mapped[str] = mapped_column(String(500))
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"), nullable=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TestSend(Base):
+    """Staff test emails: kept apart from the campaign ledger, used for rate limiting and audit."""
+
+    __tablename__ = "test_sends"
+    __test__ = False  # not a pytest class
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"), nullable=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20), default="sent")
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

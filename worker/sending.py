@@ -1,0 +1,146 @@
+"""The batch loop that Celery tasks call: claim rows, send each, record each outcome.
+
+Between the claim and the outcome, exactly one row per process is 'sending' at any time, so a
+killed worker leaves at most one uncertain delivery behind. Everything else it held goes back to
+the queue when the sweeper sees its heartbeat stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .db import session_factory
+from .errors import PermanentFailure, TemporaryFailure
+from .ledger import (
+    claim_batch,
+    finish_if_done,
+    mark_permanent_failure,
+    mark_sent,
+    mark_temporary_failure,
+    release_claim,
+    start_sending,
+)
+from .message import MessageTemplate, Recipient
+from .models import Campaign, EpisodeRecord
+from .ratelimit import RateLimiter
+from .render import RenderedEmail
+from .settings import Settings
+from .transports import Transport, get_transport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    skipped_rows: int = 0
+    claimed: int = 0
+    batches: int = 0
+    retry_due: list[datetime] = field(default_factory=list)
+
+
+class Sender:
+    """Per-process state: one transport connection, one rate limiter, compiled templates."""
+
+    def __init__(self, settings: Settings, transport: Transport | None = None):
+        self.settings = settings
+        self._transport = transport
+        self.limiter = RateLimiter(settings.send_rate, settings.limiter_redis_url)
+        self._templates: dict[int, MessageTemplate] = {}
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = get_transport(self.settings)
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def template_for(self, campaign: Campaign, guid: str) -> MessageTemplate:
+        """The campaign's stored render, personalised from here on; never rendered again."""
+        template = self._templates.get(campaign.id)
+        if template is None:
+            rendered = RenderedEmail("digest", campaign.subject, campaign.html, campaign.text, campaign.nonce)
+            template = MessageTemplate(rendered, self.settings, episode_guid=guid,
+                                       ics=campaign.ics.encode() if campaign.ics else None)
+            self._templates = {campaign.id: template}  # one live campaign at a time is the norm
+        return template
+
+    def run(self, campaign_id: int, *, max_batches: int | None = None, time_budget: float = 60.0) -> BatchOutcome:
+        """Claim and send batches until none is left, `max_batches` or the time budget is spent."""
+        outcome = BatchOutcome()
+        started = time.monotonic()
+        Session = session_factory(self.settings)
+        with Session() as session:
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is None or campaign.status != "sending":
+                session.commit()
+                return outcome
+            guid = session.get(EpisodeRecord, campaign.episode_id).guid
+            # End the read transaction now: on SQLite every transaction holds the write lock.
+            session.commit()
+            template = self.template_for(campaign, guid)
+            while max_batches is None or outcome.batches < max_batches:
+                if time.monotonic() - started > time_budget:
+                    break
+                token = uuid.uuid4().hex
+                rows = claim_batch(session, campaign_id, token, self.settings.batch_size, self.worker_name)
+                if not rows:
+                    break
+                outcome.batches += 1
+                outcome.claimed += len(rows)
+                try:
+                    self._send_rows(session, token, template, rows, outcome)
+                finally:
+                    release_claim(session, token)
+            finish_if_done(session, campaign_id)
+        return outcome
+
+    def _send_rows(self, session, token, template, rows, outcome) -> None:  # noqa: ANN001
+        envelope_from = self.settings.envelope_from
+        finished: tuple[int, str] | None = None
+        for row in rows:
+            # Wait for the rate limiter before the row is marked in flight, so a worker killed
+            # while waiting leaves nothing uncertain.
+            self.limiter.acquire()
+            if not start_sending(session, token, row.id, finished=finished):
+                finished = None
+                outcome.skipped_rows += 1
+                continue
+            finished = None
+            message, mid = template.build(Recipient(row.email, row.name))
+            try:
+                self.transport.send(envelope_from, row.email, message)
+            except PermanentFailure as exc:
+                mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc))
+                outcome.failed += 1
+                log.info("failed for good: %s (%s); address suppressed", row.email, exc)
+                continue
+            except TemporaryFailure as exc:
+                due = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
+                if due:
+                    outcome.retry += 1
+                    outcome.retry_due.append(due)
+                    log.info("will retry %s at %s: %s", row.email, due.isoformat(timespec="seconds"), exc)
+                else:
+                    outcome.failed += 1
+                    log.warning("gave up on %s: %s", row.email, exc)
+                continue
+            # Recorded with the next row's start (one commit per message) or below.
+            finished = (row.id, mid)
+            outcome.sent += 1
+            log.info("sent %s to %s", mid, row.email)
+        if finished:
+            mark_sent(session, token, *finished)

@@ -1,0 +1,62 @@
+"""Celery tasks: thin, ID-only wrappers around plain functions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from .celery import app
+from .db import session_scope
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+_sender = None
+
+
+def sender():
+    """One Sender (and so one SMTP connection) per worker process."""
+    global _sender
+    if _sender is None:
+        from .sending import Sender
+
+        _sender = Sender(get_settings())
+    return _sender
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def send_batch(campaign_id: int) -> dict:
+    """Send due deliveries of one campaign for up to a minute, then hand over to a fresh task."""
+    outcome = sender().run(campaign_id, time_budget=60.0)
+    if outcome.batches and outcome.claimed:
+        # More may be waiting; a new message keeps each task short and the queue fair.
+        send_batch.apply_async((campaign_id,))
+    if outcome.retry_due:
+        delay = max(1.0, (min(outcome.retry_due) - datetime.now(timezone.utc)).total_seconds())
+        send_batch.apply_async((campaign_id,), countdown=delay)
+    return {"sent": outcome.sent, "retry": outcome.retry, "failed": outcome.failed}
+
+
+@app.task
+def sweep() -> dict:
+    """Beat, every 15 s: recover dead claims, finish campaigns, re-enqueue lost work."""
+    from .ledger import sweep as sweep_ledger
+
+    with session_scope() as session:
+        report = sweep_ledger(session, get_settings())
+    for campaign_id in report.need_work or []:
+        enqueue(campaign_id)
+    return {"requeued": report.requeued, "uncertain": report.uncertain, "finished": report.finished}
+
+
+@app.task
+def poll() -> dict:
+    """Beat, every NEWSLETTER_POLL_INTERVAL: look for new episodes in feeds and the drop folder."""
+    from .feeds import poll_all
+
+    return poll_all(get_settings())
+
+
+def enqueue(campaign_id: int, parallel: int = 4) -> None:
+    """Start sending: a few tasks that each claim batches until the campaign runs dry."""
+    for _ in range(parallel):
+        send_batch.apply_async((campaign_id,))

@@ -1,0 +1,28 @@
+"""`maildir:PATH`: each message becomes a file in a Maildir (the embedded default, `var/outbox`)."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+from ..errors import TemporaryFailure
+from .base import Transport
+
+
+class MaildirTransport(Transport):
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        # mailbox.Maildir(create=True) makes tmp/new/cur only for a folder that does not exist
+        # yet; an existing empty folder would fail on the first message.
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        self._box = mailbox.Maildir(str(self.path), create=False)
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+        # Maildir writes to tmp/ and renames into new/: a message is there whole or not at all.
+        # Return-Path and Delivered-To record the envelope, as a delivering MTA would.
+        head = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
+        try:
+            self._box.add(head + message)
+        except OSError as exc:
+            raise TemporaryFailure(f"cannot write to {self.path}: {exc.strerror}") from exc

@@ -1,0 +1,135 @@
+"""`smtp://[user:pass@]host[:port][?starttls=auto|require|off]` and `smtps://` (implicit TLS).
+
+One persistent connection, checked with NOOP before reuse after idling, reopened after any
+failure. SMTP replies map onto the exception tree: 4xx, a dropped connection or a timeout is
+temporary; 5xx is permanent.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import time
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ConfigError, PermanentFailure, TemporaryFailure
+from .base import Transport
+
+IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
+
+
+class SMTPTransport(Transport):
+    def __init__(self, url: str, timeout: float = 30.0, local_hostname: str | None = None):
+        parts = urlsplit(url)
+        self.implicit_tls = parts.scheme == "smtps"
+        self.host = parts.hostname or "localhost"
+        try:
+            self.port = parts.port or (465 if self.implicit_tls else 25)
+        except ValueError as exc:
+            raise ConfigError(f"bad port in mail URL: {exc}") from exc
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        query = parse_qs(parts.query)
+        self.starttls = (query.get("starttls", ["auto"])[0]).lower()
+        if self.starttls not in ("auto", "require", "off"):
+            raise ConfigError("starttls must be auto, require or off")
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._conn: smtplib.SMTP | None = None
+        self._last_used = 0.0
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        try:
+            if self.implicit_tls:
+                conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                        local_hostname=self.local_hostname, context=context)
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
+            conn.ehlo()
+            if not self.implicit_tls and self.starttls != "off":
+                if conn.has_extn("starttls"):
+                    conn.starttls(context=context)
+                    conn.ehlo()
+                elif self.starttls == "require":
+                    conn.close()
+                    raise TemporaryFailure(f"{self.host}:{self.port} does not offer STARTTLS")
+            if self.username:
+                conn.login(self.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryFailure(f"login refused by {self.host}: {exc.smtp_code}", code=exc.smtp_code) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TemporaryFailure(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        return conn
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._conn is not None and time.monotonic() - self._last_used > IDLE_CHECK_AFTER and not self.check():
+            self._drop()
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def check(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            return self._conn.noop()[0] == 250
+        except (smtplib.SMTPException, OSError):
+            return False
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+        conn = self._connection()
+        try:
+            refused = conn.sendmail(envelope_from, [recipient], message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, resp = exc.recipients.get(recipient, (None, b""))
+            self._reset_after_refusal()
+            raise _classify(code, resp, recipient) from exc
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            self._reset_after_refusal()
+            raise _classify(exc.smtp_code, exc.smtp_error, recipient) from exc
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            raise _classify(exc.smtp_code, exc.smtp_error, recipient) from exc
+        except (smtplib.SMTPServerDisconnected, socket.timeout, OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
+        self._last_used = time.monotonic()
+        if refused:  # cannot happen with one recipient, but never call a refusal a success
+            code, resp = refused[recipient]
+            raise _classify(code, resp, recipient)
+
+    def _reset_after_refusal(self) -> None:
+        # smtplib already sent RSET; a server that closed on us (421) leaves nothing to reuse.
+        if self._conn is not None and not self.check():
+            self._drop()
+        self._last_used = time.monotonic()
+
+
+def _classify(code: int | None, response: bytes | str, recipient: str) -> Exception:
+    text = response.decode("utf-8", "replace") if isinstance(response, bytes) else str(response)
+    message = f"{code} {text}".strip() + f" ({recipient})"
+    if code is not None and 500 <= code < 600:
+        return PermanentFailure(message, code=code)
+    return TemporaryFailure(message, code=code)

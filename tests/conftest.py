@@ -54,3 +54,81 @@ def settings(settings_env):
 def seed_path() -> Path:
     assert SEED.exists(), f"the sample episode is missing: {SEED}"
     return SEED
+
+
+# -- real services ---------------------------------------------------------------------------
+
+REDIS_TEST_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+POSTGRES_TEST_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
+                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def redis_url(monkeypatch):
+    """A Redis database of the tests' own, emptied first; also the broker and the rate limiter."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.ping()  # fails loudly when Redis is not running: ./dev test starts it
+    client.flushdb()
+    monkeypatch.setenv("NEWSLETTER_BROKER_URL", REDIS_TEST_URL)
+    reset_settings()
+    yield REDIS_TEST_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def postgres_url(monkeypatch):
+    """A fresh schema in the PostgreSQL `test` database, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from worker.db import dispose_engines
+
+    schema = f"nl_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_TEST_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = f"{POSTGRES_TEST_URL}?options=-csearch_path%3D{schema}"
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    reset_settings()
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, settings_env):
+    """Runs the test once on SQLite and once on PostgreSQL, with the schema migrated."""
+    from worker.db import dispose_engines, migrate
+
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
+    dispose_engines()
+    migrate(get_settings())
+    yield request.param
+    dispose_engines()
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    from .smtp_server import SMTPServer
+
+    with SMTPServer() as server:
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        reset_settings()
+        yield server
+
+
+@pytest.fixture
+def stack(tmp_path):
+    from .stack import Stack
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    s = Stack(logs)
+    yield s
+    s.stop()

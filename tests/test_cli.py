@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import email.policy
 import os
 import subprocess
@@ -76,3 +77,42 @@ def test_missing_file_and_bad_options_exit_2(seed_path, tmp_path):
     bad_as_of = run("render", seed_path, "--out", tmp_path / "o", "--as-of", "soon")
     assert bad_as_of.returncode == 2 and "--as-of" in bad_as_of.stderr
     assert run("render").returncode == 2
+
+
+def test_demo_sends_the_sample_into_the_maildir_outbox(settings_env, tmp_path):
+    """The README's main command, on embedded defaults: SQLite, SQLite broker, Maildir."""
+    import mailbox
+
+    proc = run("demo")
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    outbox = tmp_path / "var" / "outbox"
+    assert str(outbox / "new") in proc.stdout
+    messages = list(mailbox.Maildir(str(outbox), create=False))
+    assert sorted(m["To"] for m in messages) == sorted([
+        "Ada Lovelace <ada@example.com>", "Grace Hopper <grace@example.com>", "Alan Turing <alan@example.com>",
+        "Katherine Johnson <katherine@example.com>", "Tim Berners-Lee <tim@example.com>"])
+    assert all(m["Subject"] == "Public Sector Technology Roundup: Episode 3" for m in messages)
+    # running it again sends nothing more
+    again = run("demo")
+    assert again.returncode == 0 and "already published" in again.stdout
+    assert len(list(mailbox.Maildir(str(outbox), create=False))) == 5
+
+
+def test_publish_twice_status_json_and_resend(settings_env, seed_path, tmp_path):
+    subs = tmp_path / "s.csv"
+    subs.write_text("email,name\na@example.org,A\nb@example.org,B\n")
+    assert run("subscribers", "import", subs).returncode == 0
+    first = run("publish", seed_path)
+    assert first.returncode == 0 and "campaign 1" in first.stdout and "2 subscribers" in first.stdout
+    second = run("publish", seed_path)
+    assert second.returncode == 0 and "already published as campaign 1" in second.stdout
+    st = json.loads(run("status", "1", "--json").stdout)
+    assert st["campaign"] == 1 and st["episode"] == "2023-11-23-public-sector-technology-roundup-episode-3"
+    assert st["total"] == 2 and st["queued"] == 2
+    for key in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"):
+        assert key in st
+    assert run("status", "99").returncode == 2
+    assert run("resend", "1").returncode == 2  # says what to resend
+    resend = run("resend", "1", "--uncertain")
+    assert resend.returncode == 0 and "0 uncertain" in resend.stdout
+    assert run("publish", tmp_path / "missing.txt").returncode == 2

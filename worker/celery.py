@@ -35,7 +35,7 @@ def make_app() -> Celery:
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={
-            "sweep": {"task": "worker.tasks.sweep", "schedule": 15.0},
+            "sweep": {"task": "worker.tasks.sweep", "schedule": float(settings.sweep_interval)},
             "poll": {"task": "worker.tasks.poll", "schedule": float(settings.poll_interval)},
         },
         beat_schedule_filename=str(settings.path(settings.var_dir) / "celerybeat-schedule"),

@@ -116,10 +116,12 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
     ).where(Subscriber.status == SubscriberStatus.ACTIVE).where(
         ~select(Delivery.id).where(Delivery.campaign_id == campaign.id,
                                    Delivery.subscriber_id == Subscriber.id).exists())
-    result = session.execute(insert(Delivery).from_select(
+    session.execute(insert(Delivery).from_select(
         ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel))
-    added = result.rowcount or 0
-    campaign.total = (campaign.total or 0) + added
+    # counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here
+    total = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign.id))
+    added = total - (campaign.total or 0)
+    campaign.total = total
     campaign.status = CampaignStatus.SENDING
     campaign.started_at = campaign.started_at or now
     session.flush()

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     retry_base_delay: float = 30
     retry_max_delay: float = 900
     claim_lease: float = 120
+    sweep_interval: float = 15
     smtp_timeout: float = 30
 
     feeds: str = ""

@@ -38,7 +38,7 @@ def send_batch(campaign_id: int) -> dict:
 
 @app.task
 def sweep() -> dict:
-    """Beat, every 15 s: recover dead claims, finish campaigns, re-enqueue lost work."""
+    """Beat, every NEWSLETTER_SWEEP_INTERVAL: recover dead claims, finish campaigns, re-enqueue lost work."""
     from .ledger import sweep as sweep_ledger
 
     with session_scope() as session:
@@ -57,6 +57,10 @@ def poll() -> dict:
 
 
 def enqueue(campaign_id: int, parallel: int = 4) -> None:
-    """Start sending: a few tasks that each claim batches until the campaign runs dry."""
-    for _ in range(parallel):
-        send_batch.apply_async((campaign_id,))
+    """Start sending: a few tasks that each claim batches until the campaign runs dry.
+
+    The connection is opened to the broker the settings name now, not the one the app saw at
+    import, so a long-lived caller (the web process, the test suite) follows its settings."""
+    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+        for _ in range(parallel):
+            send_batch.apply_async((campaign_id,), connection=conn)

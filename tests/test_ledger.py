@@ -1,0 +1,137 @@
+"""The ledger's state machine, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from worker.celery import VISIBILITY_TIMEOUT
+from worker.db import session_factory, session_scope
+from worker.episodes import load_episode
+from worker.ledger import (
+    claim_batch,
+    counts,
+    create_campaign,
+    mark_sent,
+    mark_temporary_failure,
+    resend_uncertain,
+    retry_delay,
+    start_sending,
+    sweep,
+)
+from worker.models import Claim, Delivery, utcnow
+from worker.settings import get_settings
+
+from .test_sending import seed_subscribers
+
+
+def make_campaign(seed_path, n=100):
+    seed_subscribers(n)
+    settings = get_settings()
+    with session_scope() as s:
+        result = create_campaign(s, load_episode(seed_path, settings.tz), settings)
+        return result.campaign.id
+
+
+def test_publish_is_idempotent_and_freezes_the_audience(database, seed_path):
+    cid = make_campaign(seed_path, 30)
+    settings = get_settings()
+    seed_subscribers(5, prefix="late")  # joined after publishing: not in this campaign
+    with session_scope() as s:
+        again = create_campaign(s, load_episode(seed_path, settings.tz), settings)
+        assert not again.created and again.campaign.id == cid
+        assert counts(s, cid)["queued"] == 30
+
+
+def test_concurrent_claims_are_disjoint(database, seed_path):
+    cid = make_campaign(seed_path, 400)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def claimer(i: int) -> None:
+        try:
+            with session_factory()() as s:
+                got: list[int] = []
+                while rows := claim_batch(s, cid, f"token-{i}-{len(got)}", 17, f"t{i}"):
+                    got += [r.id for r in rows]
+                results.append(got)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    flat = [i for r in results for i in r]
+    assert len(flat) == 400 and len(set(flat)) == 400
+
+
+def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, seed_path):
+    cid = make_campaign(seed_path, 10)
+    settings = get_settings()
+    with session_factory()() as s:
+        rows = claim_batch(s, cid, "dead-token", 5, "dead")
+        assert start_sending(s, "dead-token", rows[0].id)  # in flight when the worker "died"
+        assert start_sending(s, "dead-token", rows[1].id, finished=(rows[0].id, "<a@x>"))
+        s.execute(update(Claim).values(heartbeat_at=utcnow() - timedelta(seconds=settings.claim_lease + 5)))
+        s.commit()
+    with session_scope() as s:
+        report = sweep(s, settings)
+    assert report.requeued == 3 and report.uncertain == 1 and report.dead_claims == 1
+    with session_scope() as s:
+        c = counts(s, cid)
+        assert c["sent"] == 1 and c["uncertain"] == 1 and c["queued"] == 8
+        assert report.need_work == [cid]
+        # a late answer from the "dead" worker still counts: sent, not left uncertain
+        mark_sent(s, "dead-token", rows[1].id, "<b@x>")
+        assert counts(s, cid)["sent"] == 2
+        assert resend_uncertain(s, cid) == 0
+
+
+def test_live_claims_are_left_alone(database, seed_path):
+    cid = make_campaign(seed_path, 10)
+    with session_factory()() as s:
+        rows = claim_batch(s, cid, "live", 5, "w")
+        start_sending(s, "live", rows[0].id)
+    with session_scope() as s:
+        report = sweep(s, get_settings())
+        assert report.requeued == 0 and report.uncertain == 0 and report.need_work == []
+        assert counts(s, cid)["claimed"] == 4
+
+
+def test_resend_uncertain_requeues_with_the_same_message_id(database, seed_path):
+    cid = make_campaign(seed_path, 3)
+    with session_scope() as s:
+        s.execute(update(Delivery).where(Delivery.campaign_id == cid).values(status="uncertain"))
+    with session_scope() as s:
+        assert resend_uncertain(s, cid) == 3
+        assert counts(s, cid)["queued"] == 3
+
+
+def test_retry_schedule(database, seed_path):
+    settings = get_settings()
+    rng = random.Random(7)
+    delays = [retry_delay(a, settings, rng) for a in range(1, 30)]
+    assert all(d < VISIBILITY_TIMEOUT / 2 for d in delays)
+    assert delays[0] <= settings.retry_base_delay and max(delays) <= settings.retry_max_delay
+    assert delays[5] > delays[0]  # it grows
+    cid = make_campaign(seed_path, 1)
+    with session_factory()() as s:
+        row = claim_batch(s, cid, "t", 1)[0]
+        start_sending(s, "t", row.id)
+        due = mark_temporary_failure(s, "t", row.id, "451 busy", 1, settings)
+        assert due is not None
+        d = s.scalars(select(Delivery)).one()
+        assert d.status == "retry" and d.claim_token is None
+        # out of attempts: failed, not retried forever
+        s.execute(update(Delivery).values(status="queued"))
+        s.commit()
+        row = claim_batch(s, cid, "t2", 1)[0]
+        start_sending(s, "t2", row.id)
+        assert mark_temporary_failure(s, "t2", row.id, "451 busy", settings.max_attempts, settings) is None
+        assert s.scalar(select(Delivery.status)) == "failed"

@@ -116,3 +116,19 @@ def test_publish_twice_status_json_and_resend(settings_env, seed_path, tmp_path)
     resend = run("resend", "1", "--uncertain")
     assert resend.returncode == 0 and "0 uncertain" in resend.stdout
     assert run("publish", tmp_path / "missing.txt").returncode == 2
+
+
+def test_send_test_only_to_the_allowlist(settings_env, seed_path, tmp_path):
+    import mailbox
+
+    env = {"NEWSLETTER_STAFF_ALLOWLIST": "@staff.example.org"}
+    refused = run("send-test", seed_path, "--to", "me@staff.example.org", "--to", "reader@example.org", env=env)
+    assert refused.returncode == 2 and "reader@example.org is not in NEWSLETTER_STAFF_ALLOWLIST" in refused.stderr
+    outbox = tmp_path / "var" / "outbox"
+    assert not outbox.exists() or not list(mailbox.Maildir(str(outbox), create=False))  # no partial send
+    ok = run("send-test", seed_path, "--to", "me@staff.example.org", env=env)
+    assert ok.returncode == 0, ok.stderr
+    [msg] = list(mailbox.Maildir(str(outbox), create=False))
+    assert msg["Subject"] == "[TEST] Public Sector Technology Roundup: Episode 3"
+    assert msg["To"] == "Sample Subscriber <me@staff.example.org>"
+    assert run("send-test", seed_path, "--to", "me@staff.example.org").returncode == 2  # empty allowlist

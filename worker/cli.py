@@ -385,5 +385,89 @@ def demo(
     out.print(f"the messages are in the Maildir outbox {settings.path(outbox) / 'new'}", markup=False)
 
 
+@app.command()
+def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).")]) -> None:
+    """Send a draft campaign: freeze its audience now and queue it."""
+    from .db import session_scope
+    from .ledger import freeze_audience, get_campaign
+    from .publish import start
+
+    settings = _ready()
+    with session_scope(settings) as session:
+        try:
+            c = get_campaign(session, campaign)
+        except NewsletterError as exc:
+            raise InputError(str(exc)) from None
+        if c.status != "draft":
+            fail(f"campaign {campaign} is not a draft ({c.status})")
+        added = freeze_audience(session, c)
+    start(campaign)
+    out.print(f"campaign {campaign} queued for {added} subscribers", markup=False)
+
+
+@app.command()
+def poll(
+    feed: Annotated[Optional[str], typer.Argument(help="One feed URL or file (default: NEWSLETTER_FEEDS "
+                                                       "and NEWSLETTER_EPISODES_DIR).")] = None,
+    send_backlog: Annotated[bool, typer.Option("--send-backlog", help="On a feed's first poll, send its "
+                                               "existing items too (normally only recorded as seen).")] = False,
+) -> None:
+    """One polling pass by hand: new episodes become campaigns."""
+    from .feeds import poll_all, poll_feed
+
+    settings = _ready()
+    if feed:
+        reports = [poll_feed(feed, settings, send_backlog=send_backlog).as_dict()]
+    else:
+        reports = poll_all(settings)["reports"]
+    failed = False
+    for r in reports:
+        if r["error"]:
+            failed = True
+            err.print(f"{r['source']}: {r['error']}", markup=False, highlight=False)
+        else:
+            note = " (first poll: back catalogue recorded, nothing sent)" if r["primed"] and not send_backlog else ""
+            out.print(f"{r['source']}: {len(r['new'])} new, {r['seen']} already seen{note}",
+                      markup=False, highlight=False)
+            for slug in r["new"]:
+                out.print(f"  new: {slug}", markup=False, highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("send-test")
+def send_test_cmd(
+    episode: Annotated[Path, typer.Argument(help="Episode file.")],
+    to: Annotated[list[str], typer.Option("--to", help="Recipient on NEWSLETTER_STAFF_ALLOWLIST (repeatable).")],
+    as_of: Annotated[Optional[str], typer.Option("--as-of")] = None,
+) -> None:
+    """Send the email to staff, marked [TEST]; never touches the campaign ledger."""
+    from .episodes import load_episode
+    from .staff import send_test
+
+    settings = _ready()
+    ep = load_episode(episode, settings.tz)
+    results = send_test(ep, to, settings, requested_by="cli")
+    for r in results:
+        out.print(f"{r.recipient}: {'sent ' + (r.message_id or '') if r.ok else 'FAILED ' + (r.error or '')}",
+                  markup=False, highlight=False)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the episode archive, unsubscribe pages and staff tools."""
+    import uvicorn
+
+    from .web import create_app
+
+    settings = _ready()
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True, log_level="info")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -55,3 +55,11 @@ class TemporaryFailure(TransportError):
 
 class PermanentFailure(TransportError):
     """5xx: never try this recipient again."""
+
+
+class NotAllowed(InputError):
+    """A recipient outside the staff allowlist."""
+
+
+class RateLimited(InputError):
+    """Too many test emails in the last hour."""

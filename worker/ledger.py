@@ -7,6 +7,8 @@ cannot overwrite another's work. The broker only says "go and look"; these rows 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import random
 from dataclasses import dataclass
@@ -46,11 +48,15 @@ def as_utc(dt: datetime | None) -> datetime | None:
 # -- episodes and campaigns -------------------------------------------------------------------
 
 def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, bool]:
-    """The episode's row, created if new. Unique by guid and by slug; safe under races."""
-    found = session.scalar(select(EpisodeRecord).where(
-        or_(EpisodeRecord.guid == episode.guid, EpisodeRecord.slug == episode.slug)))
+    """The episode's row, created if new. The guid says which episode it is; a different episode
+    whose slug is taken (same title, same day) gets a suffixed slug. Safe under races."""
+    found = session.scalar(select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
     if found:
         return found, False
+    slug = episode.slug
+    if session.scalar(select(EpisodeRecord.id).where(EpisodeRecord.slug == slug)):
+        slug = f"{slug[:190]}-{hashlib.sha256(episode.guid.encode()).hexdigest()[:8]}"
+        episode = dataclasses.replace(episode, slug=slug)
     row = EpisodeRecord(guid=episode.guid, slug=episode.slug, title=episode.title,
                         published_on=datetime.combine(episode.date, datetime.min.time(), timezone.utc),
                         source=episode.source, data=episode.to_json())
@@ -59,8 +65,7 @@ def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, b
             session.add(row)
             session.flush()
     except IntegrityError:
-        found = session.scalar(select(EpisodeRecord).where(
-            or_(EpisodeRecord.guid == episode.guid, EpisodeRecord.slug == episode.slug)))
+        found = session.scalar(select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
         if found is None:
             raise
         return found, False
@@ -81,6 +86,8 @@ def create_campaign(session: Session, episode: Episode, settings: Settings, *, a
     from .message import compose
 
     record, _ = record_episode(session, episode)
+    if record.slug != episode.slug:
+        episode = dataclasses.replace(episode, slug=record.slug)  # the web link must match the record
     existing = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
     if existing:
         return PublishResult(existing, False, record)

@@ -107,11 +107,14 @@ def _b64_lines(data: bytes) -> bytes:
 class MessageTemplate:
     def __init__(self, rendered: RenderedEmail, settings: Settings, *, episode_guid: str,
                  ics: bytes | None = None, subject_prefix: str = "",
-                 unsubscribe_target: str | None = None):
+                 unsubscribe_target: str | None = None, message_id_salt: str = ""):
         self.settings = settings
         self.rendered = rendered
         self.episode_guid = episode_guid
         self.ics = ics
+        # Test emails get their own Message-IDs: a staff member who is also a subscriber must not
+        # have the real message dropped as a duplicate of the test.
+        self._id_key = f"{message_id_salt}|{episode_guid}" if message_id_salt else episode_guid
         self._personaliser = rendered.personaliser()
         self._unsubscribe_target = unsubscribe_target
         sender_name, sender_addr = parseaddr(settings.from_addr)
@@ -160,7 +163,7 @@ class MessageTemplate:
         else:
             mailto = (f"mailto:{s.unsubscribe_mailto}?subject="
                       f"{quote('unsubscribe ' + unsubscribe_token(s, recipient.email))}")
-        mid = message_id(s, self.episode_guid, recipient.email)
+        mid = message_id(s, self._id_key, recipient.email)
         html_body, text_body = self.personalised(recipient, unsub_url)
         # One unfolded line each: folding List-Unsubscribe breaks one-click unsubscribe.
         head = b"".join([

@@ -1,0 +1,21 @@
+# One image for worker, beat and web; the command picks the role.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+RUN pip install .
+
+COPY templates ./templates
+COPY config ./config
+
+# The package finds templates/ and config/ beside it.
+ENV NEWSLETTER_TEMPLATES_DIR=/app/templates NEWSLETTER_CONFIG_FILE=/app/config/newsletter.toml \
+    NEWSLETTER_VAR_DIR=/app/var
+RUN useradd --create-home --uid 10001 newsletter && mkdir -p /app/var && chown newsletter /app/var
+USER newsletter
+
+EXPOSE 8000
+CMD ["newsletter", "web", "--host", "0.0.0.0", "--port", "8000"]

@@ -157,12 +157,13 @@ class MessageTemplate:
         """The bytes for one recipient and their Message-ID. `date` defaults to now."""
         s = self.settings
         to = address_header(recipient.name, recipient.email)
-        unsub_url = self.unsubscribe_url(recipient.email)
         if self._unsubscribe_target is not None:
+            unsub_url = self._unsubscribe_target
             mailto = f"mailto:{s.unsubscribe_mailto}?subject=test"
         else:
-            mailto = (f"mailto:{s.unsubscribe_mailto}?subject="
-                      f"{quote('unsubscribe ' + unsubscribe_token(s, recipient.email))}")
+            token = unsubscribe_token(s, recipient.email)
+            unsub_url = f"{s.base_url}/unsubscribe/{token}"
+            mailto = f"mailto:{s.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}"
         mid = message_id(s, self._id_key, recipient.email)
         html_body, text_body = self.personalised(recipient, unsub_url)
         # One unfolded line each: folding List-Unsubscribe breaks one-click unsubscribe.

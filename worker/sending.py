@@ -18,13 +18,12 @@ from datetime import datetime
 from .db import session_factory
 from .errors import PermanentFailure, TemporaryFailure
 from .ledger import (
+    ProgressWriter,
     claim_batch,
     finish_if_done,
     mark_permanent_failure,
-    mark_sent,
     mark_temporary_failure,
     release_claim,
-    start_sending,
 )
 from .message import MessageTemplate, Recipient
 from .models import Campaign, EpisodeRecord
@@ -101,21 +100,23 @@ class Sender:
                     break
                 outcome.batches += 1
                 outcome.claimed += len(rows)
+                progress = ProgressWriter(session.get_bind())
                 try:
-                    self._send_rows(session, token, template, rows, outcome)
+                    self._send_rows(session, progress, token, template, rows, outcome)
                 finally:
+                    progress.close()
                     release_claim(session, token)
             finish_if_done(session, campaign_id)
         return outcome
 
-    def _send_rows(self, session, token, template, rows, outcome) -> None:  # noqa: ANN001
+    def _send_rows(self, session, progress, token, template, rows, outcome) -> None:  # noqa: ANN001
         envelope_from = self.settings.envelope_from
         finished: tuple[int, str] | None = None
         for row in rows:
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
-            if not start_sending(session, token, row.id, finished=finished):
+            if not progress.start(token, row.id, finished):
                 finished = None
                 outcome.skipped_rows += 1
                 continue
@@ -143,4 +144,4 @@ class Sender:
             outcome.sent += 1
             log.info("sent %s to %s", mid, row.email)
         if finished:
-            mark_sent(session, token, *finished)
+            progress.sent(token, *finished)

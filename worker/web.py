@@ -186,11 +186,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return page("message.html", heading="You are unsubscribed",
                     paragraphs=[f"{email} will get no more emails from {settings.list_name}."])
 
-    @app.api_route("/unsubscribe-test", methods=["GET", "POST"], response_class=HTMLResponse, tags=["public"])
-    def unsubscribe_test() -> HTMLResponse:
-        """Where test emails' unsubscribe links point: nothing happens."""
+    def _test_target() -> HTMLResponse:
         return page("message.html", heading="This was a test email",
                     paragraphs=["Its unsubscribe link is harmless: nothing was changed."])
+
+    @app.get("/unsubscribe-test", response_class=HTMLResponse, tags=["public"])
+    def unsubscribe_test_page() -> HTMLResponse:
+        """Where test emails' unsubscribe links point: nothing happens."""
+        return _test_target()
+
+    @app.post("/unsubscribe-test", response_class=HTMLResponse, tags=["public"])
+    def unsubscribe_test_post() -> HTMLResponse:
+        """One-click on a test email: nothing happens."""
+        return _test_target()
 
     @app.get("/campaigns/{campaign_id}", tags=["staff"])
     def campaign(campaign_id: int, _: str = staff_only) -> dict:

@@ -9,17 +9,16 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from worker.celery import VISIBILITY_TIMEOUT
-from worker.db import session_factory, session_scope
+from worker.db import get_engine, session_factory, session_scope
 from worker.episodes import load_episode
 from worker.ledger import (
+    ProgressWriter,
     claim_batch,
     counts,
     create_campaign,
-    mark_sent,
     mark_temporary_failure,
     resend_uncertain,
     retry_delay,
-    start_sending,
     sweep,
 )
 from worker.models import Claim, Delivery, utcnow
@@ -76,8 +75,11 @@ def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, s
     settings = get_settings()
     with session_factory()() as s:
         rows = claim_batch(s, cid, "dead-token", 5, "dead")
-        assert start_sending(s, "dead-token", rows[0].id)  # in flight when the worker "died"
-        assert start_sending(s, "dead-token", rows[1].id, finished=(rows[0].id, "<a@x>"))
+    progress = ProgressWriter(get_engine())
+    assert progress.start("dead-token", rows[0].id, None)
+    assert progress.start("dead-token", rows[1].id, (rows[0].id, "<a@x>"))  # in flight when it "died"
+    assert not progress.start("someone-else", rows[2].id, None)  # not their row
+    with session_factory()() as s:
         s.execute(update(Claim).values(heartbeat_at=utcnow() - timedelta(seconds=settings.claim_lease + 5)))
         s.commit()
     with session_scope() as s:
@@ -85,10 +87,12 @@ def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, s
     assert report.requeued == 3 and report.uncertain == 1 and report.dead_claims == 1
     with session_scope() as s:
         c = counts(s, cid)
-        assert c["sent"] == 1 and c["uncertain"] == 1 and c["queued"] == 8
-        assert report.need_work == [cid]
-        # a late answer from the "dead" worker still counts: sent, not left uncertain
-        mark_sent(s, "dead-token", rows[1].id, "<b@x>")
+    assert c["sent"] == 1 and c["uncertain"] == 1 and c["queued"] == 8
+    assert report.need_work == [cid]
+    # a late answer from the "dead" worker still counts: sent, not left uncertain
+    progress.sent("dead-token", rows[1].id, "<b@x>")
+    progress.close()
+    with session_scope() as s:
         assert counts(s, cid)["sent"] == 2
         assert resend_uncertain(s, cid) == 0
 
@@ -97,7 +101,9 @@ def test_live_claims_are_left_alone(database, seed_path):
     cid = make_campaign(seed_path, 10)
     with session_factory()() as s:
         rows = claim_batch(s, cid, "live", 5, "w")
-        start_sending(s, "live", rows[0].id)
+    progress = ProgressWriter(get_engine())
+    progress.start("live", rows[0].id, None)
+    progress.close()
     with session_scope() as s:
         report = sweep(s, get_settings())
         assert report.requeued == 0 and report.uncertain == 0 and report.need_work == []
@@ -122,8 +128,9 @@ def test_retry_schedule(database, seed_path):
     assert delays[5] > delays[0]  # it grows
     cid = make_campaign(seed_path, 1)
     with session_factory()() as s:
+        progress = ProgressWriter(get_engine())
         row = claim_batch(s, cid, "t", 1)[0]
-        start_sending(s, "t", row.id)
+        progress.start("t", row.id, None)
         due = mark_temporary_failure(s, "t", row.id, "451 busy", 1, settings)
         assert due is not None
         d = s.scalars(select(Delivery)).one()
@@ -132,6 +139,7 @@ def test_retry_schedule(database, seed_path):
         s.execute(update(Delivery).values(status="queued"))
         s.commit()
         row = claim_batch(s, cid, "t2", 1)[0]
-        start_sending(s, "t2", row.id)
+        progress.start("t2", row.id, None)
+        progress.close()
         assert mark_temporary_failure(s, "t2", row.id, "451 busy", settings.max_attempts, settings) is None
         assert s.scalar(select(Delivery.status)) == "failed"

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from itsdangerous import BadSignature
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -201,7 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _test_target()
 
     @app.get("/campaigns/{campaign_id}", tags=["staff"])
-    def campaign(campaign_id: int, _: str = staff_only) -> dict:
+    def campaign(campaign_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], _: str = staff_only) -> dict:
         from .ledger import status
 
         with session_scope(settings) as session:

@@ -5,7 +5,7 @@ missing / uncertain / suppressed and checks the promises:
     0 missing without a record, duplicates <= processes killed, every uncertain row reported,
     every 4xx recipient delivered, every 5xx recipient suppressed.
 
-The figures are appended to $NEWSLETTER_FAULTS_REPORT (JSON lines) when that is set.
+The figures are appended to $FAULTS_REPORT (JSON lines) when that is set.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def report(name: str, emails: list[str], handler, cid: int, killed: int = 0) -> 
         "killed": killed,
     }
     print(f"\n{json.dumps(figures)}")
-    path = os.environ.get("NEWSLETTER_FAULTS_REPORT")
+    path = os.environ.get("FAULTS_REPORT")
     if path:
         with open(path, "a") as fh:
             fh.write(json.dumps(figures) + "\n")

@@ -112,6 +112,14 @@ def wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("worker did not start")
 
 
+def stop(worker: subprocess.Popen) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
 def bench_env(schema: str, sink_port: int) -> dict:
     return {
         **os.environ,
@@ -176,11 +184,7 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         cpu = cpu_seconds(pids) - cpu0
         rss = {pid: peak_rss_mb(pid) for pid in pids}
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker)
         received = sink.stop()
         dispose_engines()
         with admin.connect() as c:
@@ -250,11 +254,7 @@ def run_naive(n: int, workdir: Path) -> dict:
             time.sleep(0.1)
         elapsed = time.perf_counter() - t0
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker)
         received = sink.stop()
     return {"n": n, "seconds": round(elapsed, 2), "msgs_per_s": round(n / elapsed, 1), "received": received}
 

@@ -45,6 +45,7 @@ class FaultyHandler:
     random_faults: float = 0.0
     drop_fraction: float = 0.0
     seed: int = 1
+    pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
     received: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,6 +56,12 @@ class FaultyHandler:
     def _roll(self, p: float) -> bool:
         with self.lock:
             return self._rng.random() < p
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
         if self.random_faults and self._roll(self.random_faults / 3):

@@ -143,3 +143,24 @@ def test_retry_schedule(database, seed_path):
         progress.close()
         assert mark_temporary_failure(s, "t2", row.id, "451 busy", settings.max_attempts, settings) is None
         assert s.scalar(select(Delivery.status)) == "failed"
+
+
+def test_an_unaddressable_row_fails_alone(database, seed_path, tmp_path, monkeypatch):
+    """An address that reached the database without validation fails its own row, not the batch."""
+    from worker.models import Subscriber
+    from worker.sending import Sender
+    from worker.settings import reset_settings
+
+    monkeypatch.setenv("NEWSLETTER_MAIL_URL", f"maildir:{tmp_path}/out")
+    reset_settings()
+    seed_subscribers(3)
+    with session_scope() as s:
+        s.add(Subscriber(email="bad address@x", email_key="bad address@x", name=""))
+    settings = get_settings()
+    with session_scope() as s:
+        cid = create_campaign(s, load_episode(seed_path, settings.tz), settings).campaign.id
+    outcome = Sender(settings).run(cid)
+    assert outcome.sent == 3 and outcome.failed == 1
+    with session_scope() as s:
+        c = counts(s, cid)
+    assert c["sent"] == 3 and c["failed"] == 1 and c["sending"] == 0

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
 import mailbox
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 
 import pytest
 
@@ -11,12 +17,16 @@ from worker.transports.maildir import MaildirTransport
 from worker.transports.smtp import SMTPTransport
 
 from .smtp_server import SMTPServer
+from .stack import wait_for
 
 MSG = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
-def test_smtp_outcomes_map_to_the_exception_tree():
-    with SMTPServer() as server:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_smtp_outcomes_map_to_the_exception_tree(pipelining):
+    from .smtp_server import FaultyHandler
+
+    with SMTPServer(FaultyHandler(pipelining=pipelining)) as server:
         h = server.handler
         h.tempfail["temp@example.org"] = 1
         h.permfail.add("perm@example.org")
@@ -34,6 +44,7 @@ def test_smtp_outcomes_map_to_the_exception_tree():
         # after the dropped connection the transport reconnects by itself
         t.send("a@example.org", "temp@example.org", MSG)
         t.send("a@example.org", "drop@example.org", MSG)
+        assert t._conn.has_extn("pipelining") is pipelining
         t.close()
         assert h.per_recipient() == {"ok@example.org": 1, "temp@example.org": 1, "drop@example.org": 1}
 
@@ -83,3 +94,74 @@ def test_transport_by_url(url, kind, tmp_path):
 def test_unknown_transport_is_a_config_error():
     with pytest.raises(ConfigError):
         get_transport(Settings(mail_url="carrier-pigeon://x"))
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_dot_stuffing_survives(pipelining):
+    from .smtp_server import FaultyHandler
+
+    body = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n"
+    with SMTPServer(FaultyHandler(pipelining=pipelining)) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        t.send("a@example.org", "b@example.org", body)
+        t.close()
+        assert server.handler.received[0].data == body
+
+
+SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+
+class Sink:
+    """Postfix's smtp-sink, which advertises PIPELINING; `extra` picks its faults."""
+
+    def __init__(self, *extra: str):
+        from .smtp_server import free_port
+
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(delete=False)
+        self.proc = subprocess.Popen([SINK, "-u", "nobody", "-c", *extra, f"127.0.0.1:{self.port}", "100"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: _connects(self.port), 10, "smtp-sink to listen")
+
+    def count(self) -> int:
+        found = re.findall(rb"mesg=(\d+)", open(self.log.name, "rb").read())
+        return int(found[-1]) if found else 0
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        return self.count()
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_pipelining_against_postfix_smtp_sink():
+    assert os.path.exists(SINK), "smtp-sink is missing: ./dev test installs Debian's postfix"
+    sink = Sink()
+    try:
+        t = SMTPTransport(f"smtp://127.0.0.1:{sink.port}?starttls=off", timeout=10)
+        for i in range(50):
+            t.send("a@example.org", f"r{i}@example.org", MSG)
+        assert t._conn.has_extn("pipelining")
+        t.close()
+    finally:
+        assert sink.stop() == 50
+
+
+@pytest.mark.parametrize("fault", [["-Q", "rcpt"], ["-q", "data"], ["-q", "."]],
+                         ids=["421-at-rcpt", "vanish-at-data", "vanish-after-content"])
+def test_pipelined_disconnects_are_temporary(fault):
+    sink = Sink(*fault)
+    try:
+        t = SMTPTransport(f"smtp://127.0.0.1:{sink.port}?starttls=off", timeout=5)
+        with pytest.raises(TemporaryFailure):
+            t.send("a@example.org", "b@example.org", MSG)
+        assert t._conn is None  # dropped, so the next send reconnects
+    finally:
+        sink.stop()

@@ -179,3 +179,12 @@ def load_episode_from_db():
 
     with session_scope() as s:
         return Episode.from_json(s.scalars(select(EpisodeRecord)).one().data)
+
+
+def test_preview_form_refuses_cross_site_posts(smtp_server, client):
+    path = f"/preview/{SLUG}/send-test"
+    evil = client.post(path, headers={**BEARER, "Origin": "https://evil.example"}, data={"to": "staff@news.example.org"})
+    assert evil.status_code == 403
+    same = client.post(path, headers={**BEARER, "Origin": "http://testserver"}, data={"to": "staff@news.example.org"})
+    assert same.status_code == 200 and "Test email sent" in same.text
+    assert smtp_server.handler.per_recipient() == {"staff@news.example.org": 1}

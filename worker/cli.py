@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InputError, NewsletterError
+from .errors import InputError, NewsletterError, NotFound
 from .settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -32,7 +32,7 @@ def main() -> None:
     """Entry point: input errors are one line on stderr and exit code 2, never a traceback."""
     try:
         app(standalone_mode=True)
-    except InputError as exc:
+    except (InputError, NotFound) as exc:  # a bad argument: a file, a field, an id that is not there
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
     except NewsletterError as exc:
@@ -288,10 +288,7 @@ def status(
             if latest is None:
                 fail("no campaigns yet")
             campaign = latest.id
-        try:
-            st = campaign_status(session, campaign)
-        except NewsletterError as exc:
-            raise InputError(str(exc)) from None
+        st = campaign_status(session, campaign)
         feeds = _feed_status(session)
     if as_json:
         print(json.dumps({**st, "feeds": feeds}))
@@ -327,10 +324,7 @@ def resend(
         fail("say what to resend: --uncertain")
     settings = _ready()
     with session_scope(settings) as session:
-        try:
-            n = resend_uncertain(session, campaign)
-        except NewsletterError as exc:
-            raise InputError(str(exc)) from None
+        n = resend_uncertain(session, campaign)
     if n:
         start(campaign)
     out.print(f"{n} uncertain deliveries queued again", markup=False)
@@ -394,10 +388,7 @@ def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLET
 
     settings = _ready()
     with session_scope(settings) as session:
-        try:
-            c = get_campaign(session, campaign)
-        except NewsletterError as exc:
-            raise InputError(str(exc)) from None
+        c = get_campaign(session, campaign)
         if c.status != "draft":
             fail(f"campaign {campaign} is not a draft ({c.status})")
         added = freeze_audience(session, c)

@@ -60,12 +60,18 @@ def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, b
     row = EpisodeRecord(guid=episode.guid, slug=episode.slug, title=episode.title,
                         published_on=datetime.combine(episode.date, datetime.min.time(), timezone.utc),
                         source=episode.source, data=episode.to_json())
+    return _insert_or_find(session, row, select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
+
+
+def _insert_or_find(session: Session, row, winner):  # noqa: ANN001, ANN202
+    """Insert `row`; when a unique key says another writer got there first, return theirs.
+    (row, True) if ours went in, (theirs, False) if not."""
     try:
         with session.begin_nested():
             session.add(row)
             session.flush()
     except IntegrityError:
-        found = session.scalar(select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
+        found = session.scalar(winner)
         if found is None:
             raise
         return found, False
@@ -97,16 +103,9 @@ def create_campaign(session: Session, episode: Episode, settings: Settings, *, a
     campaign = Campaign(episode_id=record.id, subject=r.subject, html=r.html, text=r.text, nonce=r.nonce,
                         ics=template.ics.decode() if template.ics else None, as_of=as_of,
                         status=CampaignStatus.DRAFT if draft else CampaignStatus.SENDING)
-    try:
-        with session.begin_nested():
-            session.add(campaign)
-            session.flush()
-    except IntegrityError:
-        # another publisher won the race for this episode
-        existing = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
-        if existing is None:
-            raise
-        return PublishResult(existing, False, record)
+    campaign, created = _insert_or_find(session, campaign, select(Campaign).where(Campaign.episode_id == record.id))
+    if not created:  # another publisher won the race for this episode
+        return PublishResult(campaign, False, record)
     if not draft:
         freeze_audience(session, campaign)
     return PublishResult(campaign, True, record)

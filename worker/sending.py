@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .db import session_factory
-from .errors import PermanentFailure, TemporaryFailure
+from .errors import InputError, PermanentFailure, TemporaryFailure
 from .ledger import (
     ProgressWriter,
     claim_batch,
@@ -121,7 +121,13 @@ class Sender:
                 outcome.skipped_rows += 1
                 continue
             finished = None
-            message, mid = template.build(Recipient(row.email, row.name))
+            try:
+                message, mid = template.build(Recipient(row.email, row.name))
+            except InputError as exc:  # an address that reached the database without validation
+                mark_permanent_failure(session, token, row.id, row.subscriber_id, f"cannot address: {exc}")
+                outcome.failed += 1
+                log.warning("failed for good: %r cannot be addressed (%s)", row.email, exc)
+                continue
             try:
                 self.transport.send(envelope_from, row.email, message)
             except PermanentFailure as exc:

@@ -230,7 +230,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _send_test(body.episode, body.to, who)
 
     @app.post("/preview/{slug}/send-test", response_class=HTMLResponse, tags=["staff"])
-    def preview_send(slug: str, to: Annotated[str, Form(max_length=320)], who: str = staff_only) -> HTMLResponse:
+    def preview_send(request: Request, slug: str, to: Annotated[str, Form(max_length=320)],
+                     who: str = staff_only) -> HTMLResponse:
+        # Browsers replay cached basic-auth credentials on cross-site form posts: refuse those.
+        origin = request.headers.get("origin")
+        if origin and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(403, "cross-site form post refused")
         results = _send_test(slug, [to], who)
         return page("message.html", heading="Test email sent" if results[0].ok else "Test email failed",
                     paragraphs=[f"{r.recipient}: {'sent' if r.ok else r.error}" for r in results])

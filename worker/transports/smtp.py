@@ -7,6 +7,7 @@ temporary; 5xx is permanent.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -17,6 +18,7 @@ from ..errors import ConfigError, PermanentFailure, TemporaryFailure
 from .base import Transport
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
+_DOT_LINE = re.compile(rb"(?m)^\.")  # dot-stuffing (RFC 5321 4.5.2)
 
 
 class SMTPTransport(Transport):
@@ -105,15 +107,18 @@ class SMTPTransport(Transport):
         dot-stuffing."""
         conn = self._connection()
         try:
-            code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
-            if code != 250:
-                raise self._refused(code, resp, recipient)
-            code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
-            if code not in (250, 251):
-                raise self._refused(code, resp, recipient)
-            code, resp = conn.data(message)
-            if code != 250:
-                raise self._refused(code, resp, recipient)
+            if conn.has_extn("pipelining"):
+                self._send_pipelined(conn, envelope_from, recipient, message)
+            else:
+                code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
+                if code != 250:
+                    raise self._refused(code, resp, recipient)
+                code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
+                if code not in (250, 251):
+                    raise self._refused(code, resp, recipient)
+                code, resp = conn.data(message)
+                if code != 250:
+                    raise self._refused(code, resp, recipient)
         except (PermanentFailure, TemporaryFailure):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
@@ -122,6 +127,26 @@ class SMTPTransport(Transport):
             self._drop()
             raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
         self._last_used = time.monotonic()
+
+    def _send_pipelined(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes) -> None:
+        """RFC 2920: MAIL, RCPT and DATA in one write, then their three replies in order: two
+        round trips a message instead of four."""
+        conn.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
+        failed = next((r for r, ok in ((mail, (250,)), (rcpt, (250, 251))) if r[0] not in ok), None)
+        if failed is not None:
+            if data[0] == 354:
+                # A server that opened DATA with no recipient: end it empty; it must refuse that.
+                conn.send(b".\r\n")
+                conn.getreply()
+            raise self._refused(failed[0], failed[1], recipient)
+        if data[0] != 354:
+            raise self._refused(data[0], data[1], recipient)
+        body = _DOT_LINE.sub(b"..", message)
+        conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, resp = conn.getreply()
+        if code != 250:
+            raise self._refused(code, resp, recipient)
 
     def _refused(self, code: int, resp: bytes, recipient: str) -> Exception:
         """Reset the transaction so the connection can carry the next message; a server that

@@ -160,9 +160,10 @@ def run_pipeline(n: int, workdir: Path) -> dict:
                           "updated_at) SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', "
                           "'Reader ' || g, 'active', '', now(), now() FROM generate_series(1, :n) g"), {"n": n})
     log = workdir / f"worker-{n}.log"
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
-                               "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                              cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    with open(log, "wb") as fh:
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
+                                   "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+                                  cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_ready(log, worker)
         pids = proc_tree(worker.pid)
@@ -233,9 +234,10 @@ def run_naive(n: int, workdir: Path) -> dict:
     env = {**os.environ, "NAIVE_BROKER_URL": NAIVE_REDIS,
            "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{sink.port}", "NEWSLETTER_SECRET_KEY": "benchmark-key"}
     log = workdir / "naive-worker.log"
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker", "--concurrency",
-                               "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-Q", "naive"],
-                              cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    with open(log, "wb") as fh:
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker",
+                                   "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                                   "-Q", "naive"], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_ready(log, worker)
         os.environ["NAIVE_BROKER_URL"] = NAIVE_REDIS

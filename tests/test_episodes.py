@@ -235,3 +235,30 @@ def test_title_with_line_breaks_and_controls_is_one_line(tmp_path):
     path = write(tmp_path, "ep.md", '---\ntitle: "Evil\\r\\nBcc: victim@example.com\\u0007"\ndate: 2024-01-01\n---\nx\n')
     ep = load_episode(path, TZ)
     assert ep.title == "Evil Bcc: victim@example.com"
+
+
+INLINE = ("Show: Episode 4\r\n\r\n14 Dec 2023\r\n\r\nWelcome back.\r\n\r\nSecond intro paragraph.\r\n\r\n"
+          "Webinar Event\r\n\r\nWebinar header image\r\n\r\nData Ethics in Practice\r\n\r\n"
+          "Thursday 11 January 2024, 12.30pm – 1.30pm\r\nOnline – register at https://events.example.com/e\r\n\r\n"
+          "Join us online.\r\n\r\nSpeakers: Jane Doe, CTO, Acme; John Roe, Head of Data\r\n\r\n"
+          "Links & Sources\r\n\r\nCDDO blog: https://cddo.blog.gov.uk/post-1\r\n\r\nTranscript.\r\n")
+
+
+def test_date_and_time_on_one_line_and_a_signup_on_the_venue_line(tmp_path):
+    ep = load_episode(write(tmp_path, "ep4.txt", INLINE), TZ)
+    assert ep.intro == ("Welcome back.", "Second intro paragraph.")
+    ev = ep.event
+    assert ev.title == "Data Ethics in Practice" and ev.banner_alt == "Webinar header image"
+    assert ev.starts == datetime(2024, 1, 11, 12, 30, tzinfo=TZ) and ev.ends == datetime(2024, 1, 11, 13, 30, tzinfo=TZ)
+    assert ev.venue == "Online" and ev.signup_url == "https://events.example.com/e"
+    assert ev.description == ("Join us online.",)
+    assert [lk.title for lk in ep.links] == ["CDDO blog"] and ep.transcript == ("Transcript.",)
+
+
+def test_date_before_time_in_24_hour_form_without_caption(tmp_path):
+    text = ("Roundup Episode 5\n\nWednesday 17th January 2024\n\nIntro.\n\nRoundtable Event\n\n"
+            "AI in Local Government\n\n18 January 2024\n18:00 – 20:00\nThe Guildhall, London\n\n"
+            "Description.\n\nSpeakers:\u00a0Ada Lovelace, Analyst\n\nLinks and Sources\n\nTranscript one.\n")
+    ev = load_episode(write(tmp_path, "ep5.txt", text), TZ).event
+    assert ev.title == "AI in Local Government" and ev.banner_alt == ""
+    assert ev.starts == datetime(2024, 1, 18, 18, 0, tzinfo=TZ) and ev.venue == "The Guildhall, London"

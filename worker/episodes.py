@@ -509,7 +509,8 @@ def _parse_event(block: list[_Line], closed: bool, source: str, tz: tzinfo,
         if url and not signup:
             signup = url
     if signup and venue:
-        venue = one_line(_URL_IN_TEXT.sub("", venue).strip(" -–—|,:"), 300)
+        venue = _CALL_TO_ACTION.sub("", _URL_IN_TEXT.sub("", venue).strip(" -–—|,:"))
+        venue = one_line(venue.strip(" -–—|,:"), 300)
     elif venue:
         venue = one_line(venue, 300)
 
@@ -527,6 +528,11 @@ def _parse_event(block: list[_Line], closed: bool, source: str, tz: tzinfo,
                       _paragraphs(description), "", one_line(caption, 300), one_line(heading.text, 120))
     return event, 1 + used_to
 
+
+# "Online – register at <URL>": once the URL is the signup link, the words pointing at it go too.
+_CALL_TO_ACTION = re.compile(
+    r"[\s,;:|–—-]*\b(?:register|sign\s*up|book(?:\s+(?:a\s+)?(?:place|seat|tickets?))?|tickets?|rsvp)"
+    r"(?:\s+(?:at|here|now|via|on))?\s*:?\s*$", re.I)
 
 _DATE_IN = re.compile(
     r"\b(\d{1,2}(?:st|nd|rd|th)?\s+[A-Za-z]{3,9}\.?,?\s+\d{4}|[A-Za-z]{3,9}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}|\d{4}-\d{2}-\d{2})\b")

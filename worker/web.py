@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             given = value.strip()
         elif scheme.lower() == "basic":
             try:
-                user, _, given = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+                _user, _, given = base64.b64decode(value.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 given = ""
         if not token or not given or not hmac.compare_digest(given.encode(), token.encode()):

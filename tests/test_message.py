@@ -93,6 +93,8 @@ def test_bodies_decode_to_personalised_content(template):
     assert "NL" + template.rendered.nonce not in html + text
     raw_lines = raw.split(b"\r\n")
     assert max(len(ln) for ln in raw_lines) <= 998
+    body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(ln) for ln in body_lines) <= 78  # QP and base64 lines within 76, part headers within 78
 
 
 def test_same_bytes_but_date_for_the_same_recipient(template):

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -367,8 +368,8 @@ class ProgressWriter:
     """The per-message ledger write of the batch loop, at driver level.
 
     Before each message: mark the previous one sent (with its Message-ID) and this one sending,
-    and move the claim's heartbeat: one prepared statement in autocommit on PostgreSQL (a CTE),
-    three on SQLite (in-process, no round trips). Every transition is conditional on the row's
+    and (once a second) move the claim's heartbeat: one prepared statement in autocommit on
+    PostgreSQL (a CTE), up to three on SQLite (in-process, no round trips). Every transition is conditional on the row's
     claim token and current status, so a worker whose claim was swept cannot overwrite anyone.
     'uncertain' is accepted for "sent": a sweeper may have given up on a slow-but-alive worker.
     This is the hot path of a campaign: doing it through the ORM cost ~2.7 ms a message.
@@ -379,12 +380,16 @@ class ProgressWriter:
             UPDATE deliveries SET status = 'sent', message_id = %(mid)s, sent_at = %(now)s,
                    last_error = NULL, updated_at = %(now)s
             WHERE id = %(prev)s AND claim_token = %(token)s AND status IN ('sending', 'uncertain')
-        ), beat AS (
-            UPDATE claims SET heartbeat_at = %(now)s WHERE token = %(token)s
-        )
+        ){beat}
         UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = %(now)s
         WHERE id = %(next)s AND claim_token = %(token)s AND status = 'claimed'
         RETURNING id"""
+    PG_BEAT = """, beat AS (
+            UPDATE claims SET heartbeat_at = %(now)s WHERE token = %(token)s
+        )"""
+    # The heartbeat only has to move well within the claim lease (minutes): once a second is
+    # plenty, and saves a row update per message.
+    BEAT_EVERY = 1.0
     PG_SENT = """
         UPDATE deliveries SET status = 'sent', message_id = %(mid)s, sent_at = %(now)s,
                last_error = NULL, updated_at = %(now)s
@@ -403,6 +408,9 @@ class ProgressWriter:
         self._pg = engine.dialect.name == "postgresql"
         self._dbapi = self._conn.connection.driver_connection
         self._cur = self._dbapi.cursor()
+        self._pg_with_beat = self.PG.format(beat=self.PG_BEAT)
+        self._pg_without_beat = self.PG.format(beat="")
+        self._last_beat = 0.0
 
     def _now(self):  # noqa: ANN202
         now = utcnow()
@@ -412,14 +420,18 @@ class ProgressWriter:
     def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> bool:
         prev, mid = finished if finished else (None, None)
         params = {"token": token, "next": delivery_id, "prev": prev, "mid": mid, "now": self._now()}
+        beat = time.monotonic() - self._last_beat >= self.BEAT_EVERY
+        if beat:
+            self._last_beat = time.monotonic()
         if self._pg:
-            self._cur.execute(self.PG, params, prepare=True)
+            self._cur.execute(self._pg_with_beat if beat else self._pg_without_beat, params, prepare=True)
             return self._cur.fetchone() is not None
         if prev is not None:
             self._cur.execute(self.LITE_SENT, params)
         self._cur.execute(self.LITE_NEXT, params)
         ok = self._cur.rowcount == 1
-        self._cur.execute(self.LITE_BEAT, params)
+        if beat:
+            self._cur.execute(self.LITE_BEAT, params)
         return ok
 
     def sent(self, token: str, delivery_id: int, mid: str) -> None:

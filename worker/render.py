@@ -65,16 +65,16 @@ class Personaliser:
 
     def __init__(self, rendered: RenderedEmail):
         pattern = re.compile(rf"NL{rendered.nonce}([a-z_]+)X")
-        self._html = _split(pattern, rendered.html)
-        self._text = _split(pattern, rendered.text)
+        # Even indexes are literal text, odd ones slot names.
+        self.html_parts = _split(pattern, rendered.html)
+        self.text_parts = _split(pattern, rendered.text)
 
     def fill(self, values: dict[str, str]) -> tuple[str, str]:
         escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
-        return _join(self._html, escaped), _join(self._text, values)
+        return _join(self.html_parts, escaped), _join(self.text_parts, values)
 
 
 def _split(pattern: re.Pattern, text: str) -> list[str]:
-    # Even indexes are literal text, odd ones slot names.
     parts = pattern.split(text)
     for name in parts[1::2]:
         if name not in SLOTS:

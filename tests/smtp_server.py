@@ -46,6 +46,8 @@ class FaultyHandler:
     drop_fraction: float = 0.0
     seed: int = 1
     pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
+    sender_reply: str | None = None  # e.g. "553 5.7.1 sender rejected": refuse every MAIL FROM
+    data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> end-of-DATA reply
     received: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,6 +66,8 @@ class FaultyHandler:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
+        if self.sender_reply:
+            return self.sender_reply
         if self.random_faults and self._roll(self.random_faults / 3):
             return "451 4.3.2 please try again (MAIL)"
         envelope.mail_from = address
@@ -99,6 +103,9 @@ class FaultyHandler:
             return "421 4.4.2 connection dropped"
         if self.random_faults and self._roll(self.random_faults / 3):
             return "451 4.3.0 temporary failure (DATA)"
+        for r in rcpts:
+            if r in self.data_replies:
+                return self.data_replies[r]
         data = envelope.original_content or envelope.content
         with self.lock:
             for r in rcpts:

@@ -165,3 +165,62 @@ def test_pipelined_disconnects_are_temporary(fault):
         assert t._conn is None  # dropped, so the next send reconnects
     finally:
         sink.stop()
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_what_a_5xx_means_depends_on_the_stage(pipelining):
+    from worker.errors import SenderRefused
+
+    from .smtp_server import FaultyHandler
+
+    handler = FaultyHandler(pipelining=pipelining, data_replies={
+        "big@example.org": "552 5.3.4 message too big",
+        "spam@example.org": "554 5.7.1 message rejected as spam",
+        "gone@example.org": "550 5.1.1 user unknown"})
+    handler.permfail.add("nouser@example.org")
+    with SMTPServer(handler) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        outcomes = {}
+        for rcpt in ("big@example.org", "spam@example.org", "gone@example.org", "nouser@example.org"):
+            with pytest.raises(PermanentFailure) as info:
+                t.send("a@example.org", rcpt, MSG)
+            outcomes[rcpt] = info.value.suppress
+        # content refused: this delivery failed, the address stays; the mailbox refused: suppressed
+        assert outcomes == {"big@example.org": False, "spam@example.org": False,
+                            "gone@example.org": True, "nouser@example.org": True}
+        t.send("a@example.org", "fine@example.org", MSG)  # the connection is still usable
+        handler.sender_reply = "553 5.7.1 sender address rejected"
+        with pytest.raises(SenderRefused) as refused:
+            t.send("a@example.org", "fine@example.org", MSG)
+        assert isinstance(refused.value, TemporaryFailure) and refused.value.code == 553
+        t.close()
+
+
+def test_a_refused_sender_suppresses_nobody(database, seed_path, monkeypatch):
+    """A 5xx to MAIL FROM is our configuration, not 2,000 bad addresses."""
+    from sqlalchemy import select
+
+    from worker.db import session_scope
+    from worker.episodes import load_episode
+    from worker.ledger import counts, create_campaign
+    from worker.models import Subscriber
+    from worker.sending import Sender
+    from worker.settings import get_settings
+
+    from .smtp_server import FaultyHandler
+    from .test_sending import seed_subscribers
+
+    with SMTPServer(FaultyHandler(sender_reply="553 5.7.1 sender address rejected")) as server:
+        from worker.settings import reset_settings
+
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        reset_settings()
+        seed_subscribers(20)
+        settings = get_settings()
+        with session_scope() as s:
+            cid = create_campaign(s, load_episode(seed_path, settings.tz), settings).campaign.id
+        outcome = Sender(settings).run(cid)
+        assert outcome.sent == 0 and outcome.retry == 20
+        with session_scope() as s:
+            assert counts(s, cid)["retry"] == 20
+            assert set(s.scalars(select(Subscriber.status))) == {"active"}

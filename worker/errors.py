@@ -53,8 +53,18 @@ class TemporaryFailure(TransportError):
     """4xx, dropped connection or timeout: try this recipient again later."""
 
 
+class SenderRefused(TemporaryFailure):
+    """The server refused our envelope sender (or wants a login): a configuration problem,
+    retried like a 4xx and never held against the subscriber."""
+
+
 class PermanentFailure(TransportError):
-    """5xx: never try this recipient again."""
+    """5xx: this delivery has failed for good. `suppress`: the address itself is bad, so no
+    campaign may try it again."""
+
+    def __init__(self, message: str, *, code: int | None = None, suppress: bool = True):
+        self.suppress = suppress
+        super().__init__(message, code=code)
 
 
 class NotAllowed(InputError):

@@ -221,16 +221,19 @@ def mark_temporary_failure(session: Session, token: str, delivery_id: int, error
     return due
 
 
-def mark_permanent_failure(session: Session, token: str, delivery_id: int, subscriber_id: int, error: str) -> None:
-    """A 5xx: failed for good, and the address is suppressed so no campaign tries it again."""
+def mark_permanent_failure(session: Session, token: str, delivery_id: int, subscriber_id: int, error: str,
+                           *, suppress: bool = True) -> None:
+    """A 5xx: failed for good; with `suppress` the address is marked bounced so no campaign tries
+    it again."""
     now = utcnow()
     session.execute(
         update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
                                Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
         .values(status=D.FAILED, claim_token=None, last_error=error[:2000], updated_at=now)
         .execution_options(synchronize_session=False))
-    session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
-                    .values(status=SubscriberStatus.BOUNCED, status_reason=error[:500], updated_at=now))
+    if suppress:
+        session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
+                        .values(status=SubscriberStatus.BOUNCED, status_reason=error[:500], updated_at=now))
     session.commit()
 
 

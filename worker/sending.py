@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .db import session_factory
-from .errors import InputError, PermanentFailure, TemporaryFailure
+from .errors import InputError, PermanentFailure, SenderRefused, TemporaryFailure
 from .ledger import (
     ProgressWriter,
     claim_batch,
@@ -131,9 +131,9 @@ class Sender:
             try:
                 self.transport.send(envelope_from, row.email, message)
             except PermanentFailure as exc:
-                mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc))
+                mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc), suppress=exc.suppress)
                 outcome.failed += 1
-                log.info("failed for good: %s (%s); address suppressed", row.email, exc)
+                log.info("failed for good: %s (%s)%s", row.email, exc, "; address suppressed" if exc.suppress else "")
                 continue
             except TemporaryFailure as exc:
                 due = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
@@ -144,6 +144,8 @@ class Sender:
                 else:
                     outcome.failed += 1
                     log.warning("gave up on %s: %s", row.email, exc)
+                if isinstance(exc, SenderRefused):
+                    log.error("check NEWSLETTER_FROM_ADDR / NEWSLETTER_BOUNCE_ADDR and the SMTP login: %s", exc)
                 continue
             # Recorded with the next row's start (one commit per message) or below.
             finished = (row.id, mid)

@@ -14,7 +14,7 @@ import ssl
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError, PermanentFailure, TemporaryFailure
+from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFailure
 from .base import Transport
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
@@ -112,17 +112,17 @@ class SMTPTransport(Transport):
             else:
                 code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
                 if code != 250:
-                    raise self._refused(code, resp, recipient)
+                    raise self._refused(code, resp, recipient, "mail")
                 code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
                 if code not in (250, 251):
-                    raise self._refused(code, resp, recipient)
+                    raise self._refused(code, resp, recipient, "rcpt")
                 code, resp = conn.data(message)
                 if code != 250:
-                    raise self._refused(code, resp, recipient)
+                    raise self._refused(code, resp, recipient, "data")
         except (PermanentFailure, TemporaryFailure):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
-            raise self._refused(exc.smtp_code, exc.smtp_error, recipient) from exc
+            raise self._refused(exc.smtp_code, exc.smtp_error, recipient, "data") from exc
         except (smtplib.SMTPServerDisconnected, socket.timeout, OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
@@ -133,22 +133,24 @@ class SMTPTransport(Transport):
         round trips a message instead of four."""
         conn.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
         mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
-        failed = next((r for r, ok in ((mail, (250,)), (rcpt, (250, 251))) if r[0] not in ok), None)
+        failed = next(((r, stage) for r, ok, stage in ((mail, (250,), "mail"), (rcpt, (250, 251), "rcpt"))
+                       if r[0] not in ok), None)
         if failed is not None:
             if data[0] == 354:
                 # A server that opened DATA with no recipient: end it empty; it must refuse that.
                 conn.send(b".\r\n")
                 conn.getreply()
-            raise self._refused(failed[0], failed[1], recipient)
+            (code, resp), stage = failed
+            raise self._refused(code, resp, recipient, stage)
         if data[0] != 354:
-            raise self._refused(data[0], data[1], recipient)
+            raise self._refused(data[0], data[1], recipient, "data")
         body = _DOT_LINE.sub(b"..", message)
         conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         code, resp = conn.getreply()
         if code != 250:
-            raise self._refused(code, resp, recipient)
+            raise self._refused(code, resp, recipient, "data")
 
-    def _refused(self, code: int, resp: bytes, recipient: str) -> Exception:
+    def _refused(self, code: int, resp: bytes, recipient: str, stage: str) -> Exception:
         """Reset the transaction so the connection can carry the next message; a server that
         said 421 (closing) or broke off leaves nothing to reuse."""
         if code == 421:
@@ -160,12 +162,25 @@ class SMTPTransport(Transport):
             except (smtplib.SMTPException, OSError):
                 self._drop()
         self._last_used = time.monotonic()
-        return _classify(code, resp, recipient)
+        return _classify(code, resp, recipient, stage)
 
 
-def _classify(code: int | None, response: bytes | str, recipient: str) -> Exception:
+# Enhanced status codes (RFC 3463) that say the mailbox itself is bad: 5.1.x addressing,
+# 5.2.1 mailbox disabled.
+_MAILBOX_STATUS = re.compile(r"^\s*5\.(?:1\.\d+|2\.1)\b")
+
+
+def _classify(code: int | None, response: bytes | str, recipient: str, stage: str) -> Exception:
+    """4xx is temporary. 5xx depends on the stage: refusing the *sender* (MAIL) is about our
+    configuration, never a reason to suppress a subscriber, so it is retried like a 4xx (and shows
+    up in the log); refusing the recipient (RCPT) suppresses the address; refusing the content
+    (end of DATA: size, spam) fails this delivery but keeps the address, unless the enhanced status
+    says the mailbox is bad."""
     text = response.decode("utf-8", "replace") if isinstance(response, bytes) else str(response)
     message = f"{code} {text}".strip() + f" ({recipient})"
-    if code is not None and 500 <= code < 600:
-        return PermanentFailure(message, code=code)
-    return TemporaryFailure(message, code=code)
+    if code is None or not 500 <= code < 600:
+        return TemporaryFailure(message, code=code)
+    if stage == "mail":
+        return SenderRefused(f"the server refused the sender: {message}", code=code)
+    suppress = stage == "rcpt" or bool(_MAILBOX_STATUS.match(text))
+    return PermanentFailure(message, code=code, suppress=suppress)

@@ -46,6 +46,7 @@ class FaultyHandler:
     drop_fraction: float = 0.0
     seed: int = 1
     pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
+    helo_only: bool = False  # answer EHLO with 502, like an old plain-SMTP server
     sender_reply: str | None = None  # e.g. "553 5.7.1 sender rejected": refuse every MAIL FROM
     data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> end-of-DATA reply
     received: list[Received] = field(default_factory=list)
@@ -60,6 +61,8 @@ class FaultyHandler:
             return self._rng.random() < p
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
+        if self.helo_only:
+            return ["502 5.5.2 EHLO not implemented, say HELO"]
         session.host_name = hostname
         if self.pipelining:
             responses.insert(len(responses) - 1, "250-PIPELINING")

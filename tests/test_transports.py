@@ -224,3 +224,14 @@ def test_a_refused_sender_suppresses_nobody(database, seed_path, monkeypatch):
         with session_scope() as s:
             assert counts(s, cid)["retry"] == 20
             assert set(s.scalars(select(Subscriber.status))) == {"active"}
+
+
+def test_a_helo_only_server_still_gets_mail():
+    from .smtp_server import FaultyHandler
+
+    with SMTPServer(FaultyHandler(helo_only=True)) as server:
+        t = SMTPTransport(f"smtp://127.0.0.1:{server.port}", timeout=10)  # starttls=auto
+        t.send("a@example.org", "b@example.org", MSG)
+        assert not t._conn.has_extn("pipelining")
+        t.close()
+        assert server.handler.per_recipient() == {"b@example.org": 1}

@@ -51,7 +51,8 @@ class SMTPTransport(Transport):
                                         local_hostname=self.local_hostname, context=context)
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
-            conn.ehlo()
+            if conn.ehlo()[0] != 250:
+                conn.helo()  # a plain-SMTP server: no extensions, so no STARTTLS and no pipelining
             if not self.implicit_tls and self.starttls != "off":
                 if conn.has_extn("starttls"):
                     conn.starttls(context=context)

@@ -225,3 +225,14 @@ def test_drop_folder(database, tmp_path, monkeypatch):
     assert first.new == ["2024-01-05-dropped-episode"] and "binary" in first.error
     second = poll_folder(folder, settings)
     assert second.new == [] and second.error is None and campaigns() == 1
+
+
+def test_beat_schedules_the_poll_and_the_sweep(settings_env, monkeypatch):
+    from worker.celery import make_app
+
+    monkeypatch.setenv("NEWSLETTER_POLL_INTERVAL", "42")
+    monkeypatch.setenv("NEWSLETTER_SWEEP_INTERVAL", "7")
+    reset_settings()
+    schedule = make_app().conf.beat_schedule
+    assert schedule["poll"] == {"task": "worker.tasks.poll", "schedule": 42.0}
+    assert schedule["sweep"] == {"task": "worker.tasks.sweep", "schedule": 7.0}

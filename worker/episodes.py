@@ -8,7 +8,6 @@ episode is ever treated as template source or as a header.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import unicodedata
@@ -716,10 +715,3 @@ def _markdown_paragraphs(body: str) -> tuple[str, ...]:
             out.append(text)
     return tuple(out)
 
-
-def content_hash(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode("utf-8", "replace"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]

@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 D = DeliveryStatus
 
 
-def as_utc(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 # -- episodes and campaigns -------------------------------------------------------------------
 
 def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, bool]:
@@ -258,7 +251,7 @@ class SweepReport:
     need_work: list[int] | None = None
 
 
-def sweep(session: Session, settings: Settings, lease: float | None = None) -> SweepReport:
+def sweep(session: Session, settings: Settings) -> SweepReport:
     """Recover from dead workers and lost broker messages; finish campaigns with no open rows.
 
     - A claim whose heartbeat is older than the lease belongs to a dead worker: its untouched
@@ -267,7 +260,7 @@ def sweep(session: Session, settings: Settings, lease: float | None = None) -> S
     """
     now = utcnow()
     report = SweepReport(finished=[], need_work=[])
-    cutoff = now - timedelta(seconds=settings.claim_lease if lease is None else lease)
+    cutoff = now - timedelta(seconds=settings.claim_lease)
     dead = list(session.scalars(select(Claim.token).where(Claim.heartbeat_at < cutoff)))
     live = select(Claim.token)
     orphan = and_(Delivery.status.in_([D.CLAIMED, D.SENDING]),
@@ -301,11 +294,6 @@ def sweep(session: Session, settings: Settings, lease: float | None = None) -> S
         log.warning("sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",
                     report.requeued, report.uncertain, report.dead_claims)
     return report
-
-
-def next_retry_due(session: Session, campaign_id: int) -> datetime | None:
-    return as_utc(session.scalar(select(func.min(Delivery.next_attempt_at)).where(
-        Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY)))
 
 
 def finish_if_done(session: Session, campaign_id: int) -> bool:

@@ -126,8 +126,7 @@ def _b64_lines(data: bytes) -> bytes:
 
 class MessageTemplate:
     def __init__(self, rendered: RenderedEmail, settings: Settings, *, episode_guid: str,
-                 ics: bytes | None = None, subject_prefix: str = "",
-                 unsubscribe_target: str | None = None, message_id_salt: str = ""):
+                 ics: bytes | None = None, unsubscribe_target: str | None = None, message_id_salt: str = ""):
         self.settings = settings
         self.rendered = rendered
         self.episode_guid = episode_guid
@@ -153,7 +152,7 @@ class MessageTemplate:
         ])
         list_name = clean_line(settings.list_name).replace('"', "")
         self._static_tail = b"".join([
-            _text_header("Subject", subject_prefix + rendered.subject),
+            _text_header("Subject", rendered.subject),
             _ascii_header("List-Id", f'"{list_name}" <{settings.list_id}>' if list_name.isascii()
                           else f"<{settings.list_id}>"),
             _ascii_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),

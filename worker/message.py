@@ -169,22 +169,24 @@ class MessageTemplate:
                 _b64_lines(ics), CRLF,
             ])
 
-    def unsubscribe_url(self, email: str) -> str:
+    def _unsubscribe(self, email: str) -> tuple[str, str]:
+        """(URL, mailto) for one address: its signed token, or the harmless test target. The
+        token is made once, it is the costly part."""
+        s = self.settings
         if self._unsubscribe_target is not None:
-            return self._unsubscribe_target
-        return f"{self.settings.base_url}/unsubscribe/{unsubscribe_token(self.settings, email)}"
+            return self._unsubscribe_target, f"mailto:{s.unsubscribe_mailto}?subject=test"
+        token = unsubscribe_token(s, email)
+        return (f"{s.base_url}/unsubscribe/{token}",
+                f"mailto:{s.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}")
+
+    def unsubscribe_url(self, email: str) -> str:
+        return self._unsubscribe(email)[0]
 
     def build(self, recipient: Recipient, date: str | None = None) -> tuple[bytes, str]:
         """The bytes for one recipient and their Message-ID. `date` defaults to now."""
         s = self.settings
         to = address_header(recipient.name, recipient.email)
-        if self._unsubscribe_target is not None:
-            unsub_url = self._unsubscribe_target
-            mailto = f"mailto:{s.unsubscribe_mailto}?subject=test"
-        else:
-            token = unsubscribe_token(s, recipient.email)
-            unsub_url = f"{s.base_url}/unsubscribe/{token}"
-            mailto = f"mailto:{s.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}"
+        unsub_url, mailto = self._unsubscribe(recipient.email)
         mid = message_id(s, self._id_key, recipient.email)
         values = self._values(recipient, unsub_url)
         # One unfolded line each: folding List-Unsubscribe breaks one-click unsubscribe.

@@ -278,11 +278,7 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
         session.execute(delete(Claim).where(Claim.token.in_(dead)))
     report.dead_claims = len(dead)
     for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SENDING)):
-        open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN)))
-        if not open_rows:
-            campaign.status = CampaignStatus.DONE
-            campaign.finished_at = now
+        if _mark_done_if_settled(session, campaign, now):
             report.finished.append(campaign.id)
             continue
         has_claims = session.scalar(select(func.count()).select_from(Claim).where(Claim.campaign_id == campaign.id))
@@ -296,19 +292,25 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
     return report
 
 
+def _mark_done_if_settled(session: Session, campaign: Campaign, now: datetime) -> bool:
+    """A campaign is done when no row is queued, claimed, sending or awaiting retry."""
+    open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN)))
+    if open_rows:
+        return False
+    campaign.status = CampaignStatus.DONE
+    campaign.finished_at = now
+    log.info("campaign %d is done", campaign.id)
+    return True
+
+
 def finish_if_done(session: Session, campaign_id: int) -> bool:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.SENDING:
         return campaign is not None and campaign.status == CampaignStatus.DONE
-    open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.campaign_id == campaign_id, Delivery.status.in_(D.OPEN)))
-    if open_rows:
-        return False
-    campaign.status = CampaignStatus.DONE
-    campaign.finished_at = utcnow()
+    done = _mark_done_if_settled(session, campaign, utcnow())
     session.commit()
-    log.info("campaign %d is done", campaign_id)
-    return True
+    return done
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:

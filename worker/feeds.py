@@ -24,7 +24,7 @@ import httpx
 import lxml.html
 import nh3
 from defusedxml import DefusedXmlException
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from .db import session_scope
 from .episodes import Episode, EpisodeError, Link, load_episode, one_line, parse_page, safe_url, slugify
 from .ledger import create_campaign
-from .models import Feed, SeenItem, utcnow
+from .models import CampaignStatus, Feed, SeenItem, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -251,28 +251,25 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
             feed.last_polled_at, feed.last_error, feed.failures = utcnow(), report.error, feed.failures + 1
         return report
     published: list[int] = []
+    seen = _seen_keys(settings, url)
     for entry in (parsed.entries if parsed else []):
         key = item_key(entry)
+        if key in seen:  # known items are not converted again on every poll
+            report.seen += 1
+            continue
         try:
             episode = entry_to_episode(entry, url, settings)
         except EpisodeError as exc:
             log.warning("feed %s: item %s skipped: %s", url, key, exc)
             continue
         with session_scope(settings) as session:
-            if not _claim_item(session, url, key):
+            if not _claim_item(session, url, key):  # another poller got there first
                 report.seen += 1
                 continue
             if not primed and not send_backlog:
                 report.seen += 1  # the back catalogue: remembered, never sent
                 continue
-            result = create_campaign(session, episode, settings, draft=not settings.auto_send)
-            session.flush()
-            session.execute(SeenItem.__table__.update().where(
-                SeenItem.source == url, SeenItem.item_key == key).values(episode_id=result.episode.id))
-            if result.created:
-                report.new.append(episode.slug)
-                if result.campaign.status == "sending":
-                    published.append(result.campaign.id)
+            _publish_item(session, url, key, episode, settings, report, published)
     with session_scope(settings) as session:
         feed = _feed_row(session, url)
         feed.primed = 1
@@ -298,6 +295,7 @@ def poll_folder(folder: Path, settings: Settings) -> PollReport:
         report.error = f"{folder}: not a folder"
         log.error("episodes folder %s is missing", folder)
         return report
+    seen = _seen_keys(settings, source)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name.endswith("~") or path.suffix.lower() not in EPISODE_SUFFIXES:
             continue
@@ -306,6 +304,9 @@ def poll_folder(folder: Path, settings: Settings) -> PollReport:
         except OSError:
             continue
         key = f"{path.name}:{hashlib.sha256(data).hexdigest()[:32]}"
+        if key in seen:
+            report.seen += 1
+            continue
         try:
             episode = load_episode(path, settings.tz, data=data)
         except EpisodeError as exc:
@@ -319,13 +320,27 @@ def poll_folder(folder: Path, settings: Settings) -> PollReport:
                 log.error("episode file refused: %s", error)  # remembered, so logged once per version
                 report.error = error
                 continue
-            result = create_campaign(session, episode, settings, draft=not settings.auto_send)
-            if result.created:
-                report.new.append(episode.slug)
-                if result.campaign.status == "sending":
-                    published.append(result.campaign.id)
+            _publish_item(session, source, key, episode, settings, report, published)
     _start(published)
     return report
+
+
+def _seen_keys(settings: Settings, source: str) -> set[str]:
+    with session_scope(settings) as session:
+        return set(session.scalars(select(SeenItem.item_key).where(SeenItem.source == source)))
+
+
+def _publish_item(session: Session, source: str, key: str, episode: Episode, settings: Settings,
+                  report: PollReport, published: list[int]) -> None:
+    """The new item's campaign (a draft when NEWSLETTER_AUTO_SEND is off), written in the
+    transaction that recorded the item as seen."""
+    result = create_campaign(session, episode, settings, draft=not settings.auto_send)
+    session.execute(update(SeenItem).where(SeenItem.source == source, SeenItem.item_key == key)
+                    .values(episode_id=result.episode.id))
+    if result.created:
+        report.new.append(result.episode.slug)  # the recorded slug, suffixed if it collided
+        if result.campaign.status == CampaignStatus.SENDING:
+            published.append(result.campaign.id)
 
 
 def _start(campaign_ids: list[int]) -> None:

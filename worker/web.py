@@ -118,12 +118,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (a default, not an Annotated alias: annotations are strings here and this one is local)
     staff_only = Depends(staff)
 
+    def record_for(session, slug: str) -> EpisodeRecord:  # noqa: ANN001
+        record = session.scalar(select(EpisodeRecord).where(EpisodeRecord.slug == slug))
+        if record is None:
+            raise HTTPException(404, "no such episode")
+        return record
+
     def load(slug: str) -> Episode:
         with session_scope(settings) as session:
-            record = session.scalar(select(EpisodeRecord).where(EpisodeRecord.slug == slug))
-            if record is None:
-                raise HTTPException(404, "no such episode")
-            return Episode.from_json(record.data)
+            return Episode.from_json(record_for(session, slug).data)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict:
@@ -213,9 +216,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/preview/{slug}", response_class=HTMLResponse, tags=["staff"])
     def preview(slug: str, _: str = staff_only) -> HTMLResponse:
-        ep = load(slug)
         with session_scope(settings) as session:
-            record = session.scalar(select(EpisodeRecord).where(EpisodeRecord.slug == slug))
+            record = record_for(session, slug)
+            ep = Episode.from_json(record.data)
             sent = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
             as_of = sent.as_of if sent else utcnow()
         template = compose(ep, settings, as_of=as_of)

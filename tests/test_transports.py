@@ -201,25 +201,19 @@ def test_a_refused_sender_suppresses_nobody(database, seed_path, monkeypatch):
     from sqlalchemy import select
 
     from worker.db import session_scope
-    from worker.episodes import load_episode
-    from worker.ledger import counts, create_campaign
+    from worker.ledger import counts
     from worker.models import Subscriber
     from worker.sending import Sender
-    from worker.settings import get_settings
+    from worker.settings import get_settings, reset_settings
 
     from .smtp_server import FaultyHandler
-    from .test_sending import seed_subscribers
+    from .test_ledger import make_campaign
 
     with SMTPServer(FaultyHandler(sender_reply="553 5.7.1 sender address rejected")) as server:
-        from worker.settings import reset_settings
-
         monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
         reset_settings()
-        seed_subscribers(20)
-        settings = get_settings()
-        with session_scope() as s:
-            cid = create_campaign(s, load_episode(seed_path, settings.tz), settings).campaign.id
-        outcome = Sender(settings).run(cid)
+        cid = make_campaign(seed_path, 20)
+        outcome = Sender(get_settings()).run(cid)
         assert outcome.sent == 0 and outcome.retry == 20
         with session_scope() as s:
             assert counts(s, cid)["retry"] == 20

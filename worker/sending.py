@@ -116,11 +116,11 @@ class Sender:
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
-            if not progress.start(token, row.id, finished):
-                finished = None
+            ours = progress.start(token, row.id, finished)
+            finished = None  # that write recorded it
+            if not ours:
                 outcome.skipped_rows += 1
                 continue
-            finished = None
             try:
                 message, mid = template.build(Recipient(row.email, row.name))
             except InputError as exc:  # an address that reached the database without validation

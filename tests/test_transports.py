@@ -49,6 +49,50 @@ def test_smtp_outcomes_map_to_the_exception_tree(pipelining):
         assert h.per_recipient() == {"ok@example.org": 1, "temp@example.org": 1, "drop@example.org": 1}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_confirm_comes_between_envelope_and_content(pipelining):
+    """The sender's go-ahead (its ledger write) is awaited once the server has accepted the
+    envelope, never for a refused one, and a "no" or an error delivers nothing."""
+    from .smtp_server import FaultyHandler
+
+    handler = FaultyHandler(pipelining=pipelining)
+    handler.permfail.add("perm@example.org")
+    asked: list[tuple[str, int, int]] = []
+
+    def answer(rcpt: str, go: bool):  # noqa: ANN202
+        def confirm() -> bool:  # what the server had seen of this recipient when we were asked
+            asked.append((rcpt, handler.attempts[rcpt], handler.per_recipient().get(rcpt, 0)))
+            return go
+        return confirm
+
+    def broken() -> bool:
+        raise RuntimeError("the database went away")
+
+    with SMTPServer(handler) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        assert t.send("a@example.org", "yes@example.org", MSG, confirm=answer("yes@example.org", True)) is True
+        assert t.send("a@example.org", "no@example.org", MSG, confirm=answer("no@example.org", False)) is False
+        with pytest.raises(PermanentFailure):
+            t.send("a@example.org", "perm@example.org", MSG, confirm=answer("perm@example.org", True))
+        assert t.send("a@example.org", "after@example.org", MSG) is True
+        with pytest.raises(RuntimeError):
+            t.send("a@example.org", "boom@example.org", MSG, confirm=broken)
+        assert t._conn is None  # a transaction left half-open is not reused
+        assert t.send("a@example.org", "last@example.org", MSG) is True
+        t.close()
+    # asked after RCPT reached the server and before any content did
+    assert asked == [("yes@example.org", 1, 0), ("no@example.org", 1, 0)]
+    assert handler.per_recipient() == {"yes@example.org": 1, "after@example.org": 1, "last@example.org": 1}
+
+
+def test_maildir_confirm(tmp_path):
+    t = MaildirTransport(tmp_path / "box")
+    assert t.send("a@example.org", "b@example.org", MSG, confirm=lambda: False) is False
+    assert t.send("a@example.org", "c@example.org", MSG, confirm=lambda: True) is True
+    box = mailbox.Maildir(str(tmp_path / "box"), create=False)
+    assert [m["Delivered-To"] for m in box] == ["c@example.org"]
+
+
 def test_smtp_connection_is_reused():
     with SMTPServer() as server:
         t = SMTPTransport(server.url, timeout=10)

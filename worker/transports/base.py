@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 
 class Transport(abc.ABC):
     """Sends one message to one recipient at a time, so every outcome maps to one ledger row.
 
-    `send` raises `TemporaryFailure` (try later) or `PermanentFailure` (never again); anything
-    else it raises is a bug. Implementations keep their connection between calls."""
+    `send` returns True once the message is delivered, and raises `TemporaryFailure` (try later)
+    or `PermanentFailure` (never again); anything else it raises is a bug, or comes from
+    `confirm`. Implementations keep their connection between calls.
+
+    `confirm`, when given, is called exactly once after the server has accepted the envelope and
+    before any of the content leaves, and not at all when the envelope is refused. If it returns
+    False the transaction is abandoned with nothing delivered and `send` returns False. The
+    sender uses it to wait for its own ledger write while the envelope is on the wire."""
 
     @abc.abstractmethod
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> None: ...
+    def send(self, envelope_from: str, recipient: str, message: bytes,
+             confirm: Callable[[], bool] | None = None) -> bool: ...
 
     def check(self) -> bool:
         """Is the connection still usable? (Cheap: called before reuse after idling.)"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import TemporaryFailure
@@ -18,7 +19,10 @@ class MaildirTransport(Transport):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(str(self.path), create=False)
 
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+    def send(self, envelope_from: str, recipient: str, message: bytes,
+             confirm: Callable[[], bool] | None = None) -> bool:
+        if confirm is not None and not confirm():
+            return False
         # Maildir writes to tmp/ and renames into new/: a message is there whole or not at all.
         # Return-Path and Delivered-To record the envelope, as a delivering MTA would.
         head = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
@@ -26,3 +30,4 @@ class MaildirTransport(Transport):
             self._box.add(head + message)
         except OSError as exc:
             raise TemporaryFailure(f"cannot write to {self.path}: {exc.strerror}") from exc
+        return True

@@ -12,6 +12,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFailure
@@ -101,25 +102,17 @@ class SMTPTransport(Transport):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> None:
+    def send(self, envelope_from: str, recipient: str, message: bytes,
+             confirm: Callable[[], bool] | None = None) -> bool:
         """MAIL, RCPT, DATA for one recipient. The addresses were validated when they entered
         the system, so they go out as they are (smtplib's sendmail would re-parse both with
-        email.utils on every message, a tenth of a millisecond each). `data()` still does the
-        dot-stuffing."""
+        email.utils on every message, a tenth of a millisecond each)."""
         conn = self._connection()
         try:
             if conn.has_extn("pipelining"):
-                self._send_pipelined(conn, envelope_from, recipient, message)
+                delivered = self._send_pipelined(conn, envelope_from, recipient, message, confirm)
             else:
-                code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
-                if code != 250:
-                    raise self._refused(code, resp, recipient, "mail")
-                code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
-                if code not in (250, 251):
-                    raise self._refused(code, resp, recipient, "rcpt")
-                code, resp = conn.data(message)
-                if code != 250:
-                    raise self._refused(code, resp, recipient, "data")
+                delivered = self._send_stepwise(conn, envelope_from, recipient, message, confirm)
         except (PermanentFailure, TemporaryFailure):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
@@ -128,11 +121,30 @@ class SMTPTransport(Transport):
             self._drop()
             raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
         self._last_used = time.monotonic()
+        return delivered
 
-    def _send_pipelined(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes) -> None:
+    def _send_stepwise(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes,
+                       confirm: Callable[[], bool] | None) -> bool:
+        code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
+        if code != 250:
+            raise self._refused(code, resp, recipient, "mail")
+        code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
+        if code not in (250, 251):
+            raise self._refused(code, resp, recipient, "rcpt")
+        if not self._confirmed(confirm):
+            conn.rset()
+            return False
+        code, resp = conn.data(message)  # does the dot-stuffing
+        if code != 250:
+            raise self._refused(code, resp, recipient, "data")
+        return True
+
+    def _send_pipelined(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes,
+                        confirm: Callable[[], bool] | None) -> bool:
         """RFC 2920: MAIL, RCPT and DATA in one write, then their three replies in order: two
         round trips a message instead of four."""
         conn.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        body = _DOT_LINE.sub(b"..", message)  # while the server answers
         mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
         failed = next(((r, stage) for r, ok, stage in ((mail, (250,), "mail"), (rcpt, (250, 251), "rcpt"))
                        if r[0] not in ok), None)
@@ -145,11 +157,27 @@ class SMTPTransport(Transport):
             raise self._refused(code, resp, recipient, stage)
         if data[0] != 354:
             raise self._refused(data[0], data[1], recipient, "data")
-        body = _DOT_LINE.sub(b"..", message)
+        if not self._confirmed(confirm):
+            # Inside DATA there is no clean way back; a connection closed before the final dot
+            # delivers nothing (RFC 5321 4.1.1.4), and the next message opens a new one.
+            self._drop()
+            return False
         conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         code, resp = conn.getreply()
         if code != 250:
             raise self._refused(code, resp, recipient, "data")
+        return True
+
+    def _confirmed(self, confirm: Callable[[], bool] | None) -> bool:
+        """The caller's go-ahead; whatever it raises leaves a transaction half-open, so the
+        connection goes with it."""
+        if confirm is None:
+            return True
+        try:
+            return confirm()
+        except BaseException:
+            self._drop()
+            raise
 
     def _refused(self, code: int, resp: bytes, recipient: str, stage: str) -> Exception:
         """Reset the transaction so the connection can carry the next message; a server that

@@ -14,6 +14,7 @@ import random
 import socket
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiosmtpd.controller import Controller
@@ -49,6 +50,9 @@ class FaultyHandler:
     helo_only: bool = False  # answer EHLO with 502, like an old plain-SMTP server
     sender_reply: str | None = None  # e.g. "553 5.7.1 sender rejected": refuse every MAIL FROM
     data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> end-of-DATA reply
+    # Called with the recipients once a message's whole content has arrived, before the reply:
+    # a test's window onto what the sender had recorded by then.
+    on_data: Callable[[list[str]], None] | None = None
     received: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -109,6 +113,8 @@ class FaultyHandler:
         for r in rcpts:
             if r in self.data_replies:
                 return self.data_replies[r]
+        if self.on_data is not None:
+            self.on_data(rcpts)
         data = envelope.original_content or envelope.content
         with self.lock:
             for r in rcpts:

@@ -76,9 +76,9 @@ def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, s
     with session_factory()() as s:
         rows = claim_batch(s, cid, "dead-token", 5, "dead")
     progress = ProgressWriter(get_engine())
-    assert progress.start("dead-token", rows[0].id, None)
-    assert progress.start("dead-token", rows[1].id, (rows[0].id, "<a@x>"))  # in flight when it "died"
-    assert not progress.start("someone-else", rows[2].id, None)  # not their row
+    assert progress.start("dead-token", rows[0].id, None)()
+    assert progress.start("dead-token", rows[1].id, (rows[0].id, "<a@x>"))()  # in flight when it "died"
+    assert not progress.start("someone-else", rows[2].id, None)()  # not their row
     with session_factory()() as s:
         s.execute(update(Claim).values(heartbeat_at=utcnow() - timedelta(seconds=settings.claim_lease + 5)))
         s.commit()
@@ -102,7 +102,7 @@ def test_live_claims_are_left_alone(database, seed_path):
     with session_factory()() as s:
         rows = claim_batch(s, cid, "live", 5, "w")
     progress = ProgressWriter(get_engine())
-    progress.start("live", rows[0].id, None)
+    progress.start("live", rows[0].id, None)  # closing waits for a write nobody asked about
     progress.close()
     with session_scope() as s:
         report = sweep(s, get_settings())
@@ -130,7 +130,7 @@ def test_retry_schedule(database, seed_path):
     with session_factory()() as s:
         progress = ProgressWriter(get_engine())
         row = claim_batch(s, cid, "t", 1)[0]
-        progress.start("t", row.id, None)
+        assert progress.start("t", row.id, None)()
         due = mark_temporary_failure(s, "t", row.id, "451 busy", 1, settings)
         assert due is not None
         d = s.scalars(select(Delivery)).one()
@@ -139,7 +139,7 @@ def test_retry_schedule(database, seed_path):
         s.execute(update(Delivery).values(status="queued"))
         s.commit()
         row = claim_batch(s, cid, "t2", 1)[0]
-        progress.start("t2", row.id, None)
+        assert progress.start("t2", row.id, None)()
         progress.close()
         assert mark_temporary_failure(s, "t2", row.id, "451 busy", settings.max_attempts, settings) is None
         assert s.scalar(select(Delivery.status)) == "failed"

@@ -142,3 +142,68 @@ def test_sigkill_mid_campaign_loses_nobody(database, redis_url, smtp_server, fas
     print(f"\nkill test: {killed} processes killed after {sent_at_kill} sends; "
           f"{st['sent']} sent, {st['uncertain']} uncertain, {duplicates} duplicates")
     assert all(rows[e] in ("sent", "uncertain") for e in emails)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
+def test_each_row_is_durably_sending_before_its_content_arrives(database, smtp_server, seed_path, pipelining,
+                                                               monkeypatch):
+    """The ledger write overlaps the envelope round trip, but the content waits for its commit:
+    read from another connection the moment each message arrives, its row already says 'sending'."""
+    from worker.sending import Sender
+
+    from .test_ledger import make_campaign
+
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "7")  # several batches: the writer's set-up is reused
+    reset_settings()
+    cid = make_campaign(seed_path, 30)
+    handler = smtp_server.handler
+    handler.pipelining = pipelining
+    seen: dict[str, str] = {}
+
+    def on_data(rcpts: list[str]) -> None:
+        with session_scope() as s:
+            for r in rcpts:
+                seen[r] = s.scalar(select(Delivery.status).where(Delivery.email == r))
+
+    handler.on_data = on_data
+    sender = Sender(get_settings())
+    outcome = sender.run(cid)
+    sender.close()
+    assert outcome.sent == 30 and outcome.batches == 5
+    assert seen == {f"reader{i}@example.org": "sending" for i in range(30)}
+    assert campaign_status(cid)["sent"] == 30
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
+def test_a_row_taken_over_during_its_envelope_gets_no_content(database, smtp_server, seed_path, pipelining):
+    """Claimed by this batch, then swept and claimed by someone else before our write landed: we
+    learn it after the envelope, send no content and record nothing over the new owner."""
+    from worker.sending import Sender
+
+    from .test_ledger import make_campaign
+
+    cid = make_campaign(seed_path, 10)
+    handler = smtp_server.handler
+    handler.pipelining = pipelining
+    stolen: list[str] = []
+
+    def on_data(rcpts: list[str]) -> None:
+        if stolen:
+            return
+        with session_scope() as s:  # the row after this one changes hands before its write
+            this = s.scalar(select(Delivery.id).where(Delivery.email == rcpts[0]))
+            victim = s.scalars(select(Delivery).where(Delivery.id > this).order_by(Delivery.id).limit(1)).one()
+            victim.claim_token = "thief"
+            stolen.append(victim.email)
+
+    handler.on_data = on_data
+    sender = Sender(get_settings())
+    outcome = sender.run(cid)
+    sender.close()
+    victim = stolen[0]
+    assert outcome.sent == 9 and outcome.skipped_rows == 1
+    assert handler.attempts[victim] == 1 and victim not in handler.per_recipient()  # envelope only
+    assert len(handler.per_recipient()) == 9
+    with session_scope() as s:
+        row = s.scalars(select(Delivery).where(Delivery.email == victim)).one()
+        assert (row.claim_token, row.status, row.attempts) == ("thief", "claimed", 0)

@@ -116,40 +116,45 @@ class Sender:
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
+            # Marks the row 'sending'; the transport waits for that write (`ours`) after the
+            # envelope and before the content, so the two round trips overlap.
             ours = progress.start(token, row.id, finished)
-            finished = None  # that write recorded it
-            if not ours:
-                outcome.skipped_rows += 1
-                continue
+            finished = None  # that write records it
+            failure: Exception | None = None
             try:
                 message, mid = template.build(Recipient(row.email, row.name))
             except InputError as exc:  # an address that reached the database without validation
-                mark_permanent_failure(session, token, row.id, row.subscriber_id, f"cannot address: {exc}")
-                outcome.failed += 1
-                log.warning("failed for good: %r cannot be addressed (%s)", row.email, exc)
+                failure = PermanentFailure(f"cannot address: {exc}")
+            else:
+                try:
+                    self.transport.send(envelope_from, row.email, message, confirm=ours)
+                except (PermanentFailure, TemporaryFailure) as exc:
+                    failure = exc
+            if not ours():  # swept and taken over meanwhile: nothing of ours left, nothing to record
+                outcome.skipped_rows += 1
                 continue
-            try:
-                self.transport.send(envelope_from, row.email, message)
-            except PermanentFailure as exc:
-                mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc), suppress=exc.suppress)
-                outcome.failed += 1
-                log.info("failed for good: %s (%s)%s", row.email, exc, "; address suppressed" if exc.suppress else "")
-                continue
-            except TemporaryFailure as exc:
-                due = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
-                if due:
-                    outcome.retry += 1
-                    outcome.retry_due.append(due)
-                    log.info("will retry %s at %s: %s", row.email, due.isoformat(timespec="seconds"), exc)
-                else:
-                    outcome.failed += 1
-                    log.warning("gave up on %s: %s", row.email, exc)
-                if isinstance(exc, SenderRefused):
-                    log.error("check NEWSLETTER_FROM_ADDR / NEWSLETTER_BOUNCE_ADDR and the SMTP login: %s", exc)
-                continue
-            # Recorded with the next row's start (one commit per message) or below.
-            finished = (row.id, mid)
-            outcome.sent += 1
-            log.info("sent %s to %s", mid, row.email)
+            if failure is None:
+                finished = (row.id, mid)  # recorded with the next row's start, or below
+                outcome.sent += 1
+                log.info("sent %s to %s", mid, row.email)
+            else:
+                self._record_failure(session, token, row, failure, outcome)
         if finished:
             progress.sent(token, *finished)
+
+    def _record_failure(self, session, token, row, exc, outcome) -> None:  # noqa: ANN001
+        if isinstance(exc, PermanentFailure):
+            mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc), suppress=exc.suppress)
+            outcome.failed += 1
+            log.info("failed for good: %s (%s)%s", row.email, exc, "; address suppressed" if exc.suppress else "")
+            return
+        due = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
+        if due:
+            outcome.retry += 1
+            outcome.retry_due.append(due)
+            log.info("will retry %s at %s: %s", row.email, due.isoformat(timespec="seconds"), exc)
+        else:
+            outcome.failed += 1
+            log.warning("gave up on %s: %s", row.email, exc)
+        if isinstance(exc, SenderRefused):
+            log.error("check NEWSLETTER_FROM_ADDR / NEWSLETTER_BOUNCE_ADDR and the SMTP login: %s", exc)

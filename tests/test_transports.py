@@ -140,11 +140,12 @@ def test_unknown_transport_is_a_config_error():
         get_transport(Settings(mail_url="carrier-pigeon://x"))
 
 
+@pytest.mark.parametrize("body", [b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\n.\r\nend.\r\n",
+                                  b".first\r\n\r\n.\r\n"], ids=["lines", "first-byte"])
 @pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
-def test_dot_stuffing_survives(pipelining):
+def test_dot_stuffing_survives(pipelining, body):
     from .smtp_server import FaultyHandler
 
-    body = b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\nend\r\n"
     with SMTPServer(FaultyHandler(pipelining=pipelining)) as server:
         t = SMTPTransport(server.url, timeout=10)
         t.send("a@example.org", "b@example.org", body)

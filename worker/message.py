@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from email.header import Header
 from html import escape as html_escape
 from email.utils import formataddr, formatdate, parseaddr
-from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -39,30 +38,47 @@ class Recipient:
 
 # -- identities: unsubscribe tokens and Message-IDs -----------------------------------------
 
-def _serializer(settings: Settings) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.signing_key, salt="newsletter.unsubscribe")
+class Identities:
+    """Signed unsubscribe tokens and Message-IDs for one configuration. The key, its derived
+    signer and the sender domain are worked out once: per message they cost more than the rest
+    of the build."""
+
+    def __init__(self, settings: Settings):
+        self._key = settings.signing_key
+        self._list_id = settings.list_id
+        self._domain = settings.sender_domain
+        self._serializer = URLSafeSerializer(self._key, salt="newsletter.unsubscribe")
+
+    def unsubscribe_token(self, email: str) -> str:
+        return self._serializer.dumps({"e": email.strip().lower(), "l": self._list_id})
+
+    def read_unsubscribe_token(self, token: str) -> str:
+        data = self._serializer.loads(token)
+        if not isinstance(data, dict) or data.get("l") != self._list_id or not isinstance(data.get("e"), str):
+            raise BadSignature("token is not for this list")
+        return data["e"]
+
+    def message_id(self, episode_guid: str, email: str) -> str:
+        digest = hmac.new(self._key.encode(), f"{episode_guid}\x00{email.strip().lower()}".encode(),
+                          hashlib.sha256).hexdigest()[:24]
+        return f"<nl.{digest}@{self._domain}>"
 
 
 def unsubscribe_token(settings: Settings, email: str) -> str:
     """Signed and deterministic: the same address always gets the same token (so the message
     `render --to` shows is byte for byte the one sent)."""
-    return _serializer(settings).dumps({"e": email.strip().lower(), "l": settings.list_id})
+    return Identities(settings).unsubscribe_token(email)
 
 
 def read_unsubscribe_token(settings: Settings, token: str) -> str:
     """The address a token was made for; BadSignature for anything tampered or foreign."""
-    data = _serializer(settings).loads(token)
-    if not isinstance(data, dict) or data.get("l") != settings.list_id or not isinstance(data.get("e"), str):
-        raise BadSignature("token is not for this list")
-    return data["e"]
+    return Identities(settings).read_unsubscribe_token(token)
 
 
 def message_id(settings: Settings, episode_guid: str, email: str) -> str:
     """Deterministic per (episode, address): a resend carries the same Message-ID, so receiving
     systems can deduplicate it."""
-    digest = hmac.new(settings.signing_key.encode(), f"{episode_guid}\x00{email.strip().lower()}".encode(),
-                      hashlib.sha256).hexdigest()[:24]
-    return f"<nl.{digest}@{settings.sender_domain}>"
+    return Identities(settings).message_id(episode_guid, email)
 
 
 # -- header helpers --------------------------------------------------------------------------
@@ -134,6 +150,7 @@ class MessageTemplate:
         # Test emails get their own Message-IDs: a staff member who is also a subscriber must not
         # have the real message dropped as a duplicate of the test.
         self._id_key = f"{message_id_salt}|{episode_guid}" if message_id_salt else episode_guid
+        self._ids = Identities(settings)
         self._personaliser = rendered.personaliser()
         self._html_part = _EncodedPart(self._personaliser.html_parts, lambda v: html_escape(v, quote=True))
         self._text_part = _EncodedPart(self._personaliser.text_parts, lambda v: v)
@@ -175,19 +192,18 @@ class MessageTemplate:
         s = self.settings
         if self._unsubscribe_target is not None:
             return self._unsubscribe_target, f"mailto:{s.unsubscribe_mailto}?subject=test"
-        token = unsubscribe_token(s, email)
-        return (f"{s.base_url}/unsubscribe/{token}",
-                f"mailto:{s.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}")
+        token = self._ids.unsubscribe_token(email)
+        # The token is URL-safe base64 and dots by construction: only the space needs quoting.
+        return (f"{s.base_url}/unsubscribe/{token}", f"mailto:{s.unsubscribe_mailto}?subject=unsubscribe%20{token}")
 
     def unsubscribe_url(self, email: str) -> str:
         return self._unsubscribe(email)[0]
 
     def build(self, recipient: Recipient, date: str | None = None) -> tuple[bytes, str]:
         """The bytes for one recipient and their Message-ID. `date` defaults to now."""
-        s = self.settings
         to = address_header(recipient.name, recipient.email)
         unsub_url, mailto = self._unsubscribe(recipient.email)
-        mid = message_id(s, self._id_key, recipient.email)
+        mid = self._ids.message_id(self._id_key, recipient.email)
         values = self._values(recipient, unsub_url)
         # One unfolded line each: folding List-Unsubscribe breaks one-click unsubscribe.
         head = b"".join([

@@ -6,7 +6,7 @@ import re
 
 import icalendar
 import pytest
-from itsdangerous import BadSignature
+from itsdangerous import BadSignature, URLSafeSerializer
 
 from worker.episodes import load_episode
 from worker.errors import InputError
@@ -67,6 +67,9 @@ def test_list_unsubscribe_is_one_unfolded_line(settings, template):
 
 def test_unsubscribe_tokens_are_signed(settings):
     token = unsubscribe_token(settings, "a@example.org")
+    # the itsdangerous format every link already sent carries
+    assert token == URLSafeSerializer(settings.signing_key, salt="newsletter.unsubscribe").dumps(
+        {"e": "a@example.org", "l": settings.list_id})
     assert read_unsubscribe_token(settings, token) == "a@example.org"
     with pytest.raises(BadSignature):
         read_unsubscribe_token(settings, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))

@@ -173,7 +173,7 @@ def claim_batch(session: Session, campaign_id: int, token: str, limit: int, work
         .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.name, Delivery.attempts)
         .execution_options(synchronize_session=False)
     ).all()
-    claimed = [Claimed(*r) for r in sorted(rows)]
+    claimed = [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]  # by id
     if claimed:
         # People who unsubscribed or bounced after the audience was frozen are skipped.
         gone = set(session.scalars(select(Subscriber.id).where(

@@ -48,9 +48,12 @@ class Identities:
         self._list_id = settings.list_id
         self._domain = settings.sender_domain
         self._serializer = URLSafeSerializer(self._key, salt="newsletter.unsubscribe")
+        self._signer = self._serializer.make_signer()  # dumps() derives the key again every call
 
     def unsubscribe_token(self, email: str) -> str:
-        return self._serializer.dumps({"e": email.strip().lower(), "l": self._list_id})
+        """What `self._serializer.dumps(...)` returns, so links already sent keep working."""
+        payload = self._serializer.dump_payload({"e": email.strip().lower(), "l": self._list_id})
+        return self._signer.sign(payload).decode("ascii")
 
     def read_unsubscribe_token(self, token: str) -> str:
         data = self._serializer.loads(token)

@@ -45,6 +45,9 @@ class BatchOutcome:
     batches: int = 0
     retry_due: list[datetime] = field(default_factory=list)
 
+    def counts(self) -> tuple[int, int, int, int]:
+        return self.sent, self.retry, self.failed, self.skipped_rows
+
 
 class Sender:
     """Per-process state: one transport connection, one rate limiter, compiled templates."""
@@ -100,12 +103,17 @@ class Sender:
                     break
                 outcome.batches += 1
                 outcome.claimed += len(rows)
+                before, batch_started = outcome.counts(), time.monotonic()
                 progress = ProgressWriter(session.get_bind())
                 try:
                     self._send_rows(session, progress, token, template, rows, outcome)
                 finally:
                     progress.close()
                     release_claim(session, token)
+                # One line a batch: the ledger has every message, the log need not.
+                log.info("campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
+                         campaign_id, *(now - then for now, then in zip(outcome.counts(), before)), len(rows),
+                         time.monotonic() - batch_started)
             finish_if_done(session, campaign_id)
         return outcome
 
@@ -136,7 +144,7 @@ class Sender:
             if failure is None:
                 finished = (row.id, mid)  # recorded with the next row's start, or below
                 outcome.sent += 1
-                log.info("sent %s to %s", mid, row.email)
+                log.debug("sent %s to %s", mid, row.email)
             else:
                 self._record_failure(session, token, row, failure, outcome)
         if finished:

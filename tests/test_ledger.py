@@ -97,6 +97,20 @@ def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, s
         assert resend_uncertain(s, cid) == 0
 
 
+def test_a_write_nobody_waited_for_keeps_its_answer(database, seed_path):
+    cid = make_campaign(seed_path, 3)
+    with session_factory()() as s:
+        rows = claim_batch(s, cid, "t", 3, "w")
+    progress = ProgressWriter(get_engine())
+    first = progress.start("t", rows[0].id, None)
+    second = progress.start("someone-else", rows[1].id, None)  # reads the first reply on its way
+    third = progress.start("t", rows[2].id, None)
+    progress.close()  # reads the last one
+    assert (first(), second(), third()) == (True, False, True)
+    with session_scope() as s:
+        assert counts(s, cid)["sending"] == 2
+
+
 def test_live_claims_are_left_alone(database, seed_path):
     cid = make_campaign(seed_path, 10)
     with session_factory()() as s:

@@ -409,7 +409,7 @@ class ProgressWriter:
     def __init__(self, engine):  # noqa: ANN001
         self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._last_beat = 0.0
-        self._in_flight = False
+        self._answer: list[bool] | None = None  # where the reply of the statement in flight goes
         if engine.dialect.name == "postgresql":
             self._pq = self._conn.connection.driver_connection.pgconn  # psycopg's libpq wrapper
             self._prepare()
@@ -442,9 +442,8 @@ class ProgressWriter:
 
     def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
         """Record `finished` (id, Message-ID) as sent and claim `delivery_id` as sending. Returns
-        a callable that waits for the write and says whether the row is ours to send; call it
-        before any other use of this writer."""
-        self._wait()  # a previous start nobody waited for (an error path)
+        a callable that waits for the write and says whether the row is ours to send."""
+        self._settle()  # a previous start nobody waited for (an error path)
         prev, mid = finished if finished else (None, None)
         if self._pq is None:
             params = {"token": token, "next": delivery_id, "prev": prev, "mid": mid, "now": _naive_text(utcnow())}
@@ -459,28 +458,28 @@ class ProgressWriter:
         self._pq.send_query_prepared(name, [token.encode(), str(delivery_id).encode(),
                                             None if prev is None else str(prev).encode(),
                                             None if mid is None else mid.encode(), utcnow().isoformat().encode()])
-        self._in_flight = True
-        answer: list[bool] = []
+        answer = self._answer = []
 
         def ours() -> bool:
+            self._settle()
             if not answer:
-                answer.append(self._wait())
+                raise RuntimeError("the ledger write for this message failed")
             return answer[0]
 
         return ours
 
-    def _wait(self) -> bool:
-        """Read the reply of the statement in flight (libpq: results until None)."""
-        if not self._in_flight:
-            return False
-        self._in_flight = False
+    def _settle(self) -> None:
+        """Read the reply of the statement in flight, if any (libpq: results until None)."""
+        answer, self._answer = self._answer, None
+        if answer is None:
+            return
         result = self._pq.get_result()
         while self._pq.get_result() is not None:
             pass
-        return self._check(result).ntuples == 1
+        answer.append(self._check(result).ntuples == 1)
 
     def sent(self, token: str, delivery_id: int, mid: str) -> None:
-        self._wait()
+        self._settle()
         now = utcnow()
         if self._pq is None:
             self._cur.execute(self.LITE_SENT, {"token": token, "prev": delivery_id, "mid": mid,
@@ -494,7 +493,7 @@ class ProgressWriter:
             if self._pq is None:
                 self._cur.close()
             else:
-                self._wait()
+                self._settle()
         finally:
             self._conn.close()
 

@@ -85,6 +85,22 @@ def test_confirm_comes_between_envelope_and_content(pipelining):
     assert handler.per_recipient() == {"yes@example.org": 1, "after@example.org": 1, "last@example.org": 1}
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_an_address_cannot_smuggle_smtp_commands(pipelining):
+    from .smtp_server import FaultyHandler
+
+    with SMTPServer(FaultyHandler(pipelining=pipelining)) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        with pytest.raises(PermanentFailure):
+            t.send("a@example.org", "x@example.org>\r\nRCPT TO:<evil@example.org", MSG)
+        with pytest.raises(ConfigError):
+            t.send("a@example.org>\r\nRCPT TO:<evil@example.org", "x@example.org", MSG)
+        assert t.send("a@example.org", "fine@example.org", MSG)
+        t.close()
+    assert server.handler.per_recipient() == {"fine@example.org": 1}
+    assert "evil@example.org" not in server.handler.attempts
+
+
 def test_maildir_confirm(tmp_path):
     t = MaildirTransport(tmp_path / "box")
     assert t.send("a@example.org", "b@example.org", MSG, confirm=lambda: False) is False

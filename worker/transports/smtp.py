@@ -19,6 +19,7 @@ from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFail
 from .base import Transport
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
+_UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")  # anything that could end or split `RCPT TO:<...>`
 
 
 class SMTPTransport(Transport):
@@ -105,7 +106,12 @@ class SMTPTransport(Transport):
              confirm: Callable[[], bool] | None = None) -> bool:
         """MAIL, RCPT, DATA for one recipient. The addresses were validated when they entered
         the system, so they go out as they are (smtplib's sendmail would re-parse both with
-        email.utils on every message, a tenth of a millisecond each)."""
+        email.utils on every message, a tenth of a millisecond each). They are still checked for
+        what would let them end the command line they are written into."""
+        if _UNSAFE.search(envelope_from):
+            raise ConfigError(f"the envelope sender {envelope_from!r} is not a plain address")
+        if _UNSAFE.search(recipient):
+            raise PermanentFailure(f"not a plain address: {recipient!r}", suppress=True)
         conn = self._connection()
         try:
             if conn.has_extn("pipelining"):

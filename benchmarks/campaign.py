@@ -94,6 +94,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    return {pid: cpu_seconds([pid]) for pid in pids}
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on the machine (backends, WAL writer, checkpointer): the
+    benchmark is the only client while it runs."""
+    out = subprocess.run(["pgrep", "-u", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -168,6 +179,7 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         wait_ready(log, worker)
         pids = proc_tree(worker.pid)
         cpu0 = cpu_seconds(pids)
+        pg0, sink0 = cpu_by_pid(postgres_pids()), cpu_seconds([sink.proc.pid])
         episode = load_episode(EPISODE, settings.tz)
         t0 = time.perf_counter()
         with session_scope(settings) as s:
@@ -183,6 +195,9 @@ def run_pipeline(n: int, workdir: Path) -> dict:
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(pids) - cpu0
+        # Backends born during the run count from zero; any that ended before now are missed.
+        pg_cpu = sum(t - pg0.get(pid, 0.0) for pid, t in cpu_by_pid(postgres_pids()).items())
+        sink_cpu = cpu_seconds([sink.proc.pid]) - sink0
         rss = {pid: peak_rss_mb(pid) for pid in pids}
     finally:
         stop(worker)
@@ -194,7 +209,8 @@ def run_pipeline(n: int, workdir: Path) -> dict:
     return {
         "n": n, "seconds": round(elapsed, 2), "msgs_per_s": round(n / elapsed, 1),
         "publish_seconds": round(t_render_and_freeze, 3),
-        "cpu_ms_per_msg": round(cpu / n * 1000, 3), "peak_rss_mb": round(max(rss.values()), 1),
+        "cpu_ms_per_msg": round(cpu / n * 1000, 3), "postgres_cpu_ms_per_msg": round(pg_cpu / n * 1000, 3),
+        "sink_cpu_ms_per_msg": round(sink_cpu / n * 1000, 3), "peak_rss_mb": round(max(rss.values()), 1),
         "peak_rss_per_process_mb": [round(v, 1) for v in rss.values()],
         "sent": st["sent"], "received": received, "exact": received == n and st["sent"] == n,
     }
@@ -293,16 +309,18 @@ def main() -> int:
                "at": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "campaign.json").write_text(json.dumps(results, indent=2))
 
-    lines = ["| run | N | msg/s | time to done | publish: render + N ledger rows | worker CPU/msg | peak RSS/process | received |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| run | N | msg/s | time to done | publish: render + N ledger rows | worker CPU/msg "
+             "| PostgreSQL CPU/msg | smtp-sink CPU/msg | peak RSS/process | received |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in pipeline:
         lines.append(f"| pipeline | {r['n']:,} | {r['msgs_per_s']:,.0f} | {r['seconds']:.1f} s | "
                      f"{r['publish_seconds']:.2f} s | {r['cpu_ms_per_msg']:.2f} ms | "
+                     f"{r['postgres_cpu_ms_per_msg']:.2f} ms | {r['sink_cpu_ms_per_msg']:.2f} ms | "
                      f"{r['peak_rss_mb']:.0f} MB | {r['received']:,} {'✓' if r['exact'] else '✗'} |")
     lines.append(f"| ceiling (1 smtplib connection, prebuilt bytes) | {ceiling['n']:,} | {ceiling['msgs_per_s']:,.0f} | "
-                 f"{ceiling['seconds']:.1f} s | | | | {ceiling['received']:,} |")
+                 f"{ceiling['seconds']:.1f} s | | | | | | {ceiling['received']:,} |")
     lines.append(f"| naive (render + premailer + EmailMessage per message) | {naive['n']:,} | "
-                 f"{naive['msgs_per_s']:,.0f} | {naive['seconds']:.1f} s | | | | {naive['received']:,} |")
+                 f"{naive['msgs_per_s']:,.0f} | {naive['seconds']:.1f} s | | | | | | {naive['received']:,} |")
     lines.append("")
     lines.append(f"Largest N = {largest['n']:,}: pipeline / ceiling = **{ratios['pipeline_over_ceiling']:.2f}**, "
                  f"pipeline / naive = **{ratios['pipeline_over_naive']:.1f}×**. "

@@ -55,6 +55,7 @@ class FaultyHandler:
     on_data: Callable[[list[str]], None] | None = None
     received: list[Received] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
+    sessions: Counter = field(default_factory=Counter)  # "ehlo" / "quit": how sessions began and ended
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -67,10 +68,17 @@ class FaultyHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: ANN001, ANN201
         if self.helo_only:
             return ["502 5.5.2 EHLO not implemented, say HELO"]
+        with self.lock:
+            self.sessions["ehlo"] += 1
         session.host_name = hostname
         if self.pipelining:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
+
+    async def handle_QUIT(self, server, session, envelope):  # noqa: ANN001, ANN201
+        with self.lock:
+            self.sessions["quit"] += 1
+        return "221 Bye"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001, ANN201
         if self.sender_reply:

@@ -77,6 +77,14 @@ class Stack:
         self.workers = []
         return killed
 
+    def shut_down_workers(self) -> None:
+        """SIGTERM to each worker's main process only: Celery's warm shutdown, as a service
+        manager does it."""
+        for proc in self.workers:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        self.workers = []
+
     def stop(self) -> None:
         for proc in [*self.workers, *([self.beat] if self.beat else [])]:
             if proc.poll() is None:

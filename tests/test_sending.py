@@ -75,6 +75,19 @@ def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fas
     assert sum(smtp_server.handler.per_recipient().values()) == 500
 
 
+def test_a_worker_shutting_down_ends_its_smtp_sessions_with_quit(database, redis_url, smtp_server, fast_retries,
+                                                                  stack, seed_path):
+    seed_subscribers(40)
+    settings = get_settings()
+    stack.start_worker()
+    result = publish_episode(load_episode(seed_path, settings.tz), settings)
+    wait_done(result.campaign.id, stack=stack)
+    sessions = smtp_server.handler.sessions
+    assert sessions["ehlo"] >= 1 and sessions["quit"] == 0  # kept open between batches
+    stack.shut_down_workers()
+    assert sessions["quit"] == sessions["ehlo"], stack.logs()
+
+
 def test_temporary_failures_retry_and_permanent_ones_suppress(database, redis_url, smtp_server, fast_retries,
                                                               stack, seed_path, tmp_path):
     emails = seed_subscribers(60)

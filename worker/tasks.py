@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
+from celery.signals import worker_process_shutdown
+
 from .celery import app
 from .db import session_scope
 from .settings import get_settings
@@ -21,6 +23,15 @@ def sender():
 
         _sender = Sender(get_settings())
     return _sender
+
+
+@worker_process_shutdown.connect
+def close_sender(**_: object) -> None:
+    """A pool process that exits ends its SMTP session with QUIT instead of just dropping it."""
+    global _sender
+    if _sender is not None:
+        _sender.close()
+        _sender = None
 
 
 @app.task(acks_late=True, reject_on_worker_lost=True)

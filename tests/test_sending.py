@@ -15,6 +15,7 @@ from worker.settings import get_settings, reset_settings
 from worker.subscribers import ImportReport, import_rows
 
 from .stack import wait_for
+from .test_cli import run as cli
 
 
 def seed_subscribers(n: int, prefix: str = "reader") -> list[str]:
@@ -45,7 +46,8 @@ def fast_retries(monkeypatch):
     reset_settings()
 
 
-def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fast_retries, stack, seed_path):
+def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fast_retries, stack, seed_path,
+                                           tmp_path):
     emails = seed_subscribers(500)
     settings = get_settings()
     episode = load_episode(seed_path, settings.tz)
@@ -62,6 +64,10 @@ def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fas
     template = compose(episode, settings, as_of=result.campaign.as_of)
     expected, _ = template.build(Recipient("reader7@example.org", "Reader 7"))
     assert without_date(sample.data) == without_date(expected)
+    rendered = tmp_path / "render"
+    cli("render", seed_path, "--out", rendered, "--to", "reader7@example.org", "--name", "Reader 7",
+        "--as-of", result.campaign.as_of.isoformat(), check=True)
+    assert without_date(sample.data) == without_date((rendered / "message.eml").read_bytes())
     with session_scope() as session:
         mids = {d.message_id for d in session.scalars(select(Delivery))}
     assert len(mids) == 500 and None not in mids

@@ -428,9 +428,9 @@ class ProgressWriter:
     def _check(self, result):  # noqa: ANN001, ANN202
         from psycopg import errors, pq
 
-        if result is None or result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-            if result is None:
-                raise errors.OperationalError(self._pq.get_error_message())
+        if result is None:
+            raise errors.OperationalError(self._pq.get_error_message())
+        if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
             raise errors.error_from_result(result)
         return result
 

@@ -108,11 +108,72 @@ def test_links_and_images_are_absolute_https(sample_html, image_html):
     assert img.get("width") == "600"
 
 
-def test_font_stacks_end_in_a_generic_family(sample_html):
-    families = re.findall(r"font-family:\s*([^;\"]+)", sample_html)
-    assert families
-    for fam in families:
-        assert fam.strip().rstrip(";").split(",")[-1].strip().strip("'\"") in ("sans-serif", "serif", "monospace")
+GENERIC_FAMILIES = ("sans-serif", "serif", "monospace", "system-ui")
+
+
+def _declarations(style: str) -> dict[str, str]:
+    out = {}
+    for decl in style.split(";"):
+        if ":" in decl:
+            prop, value = decl.split(":", 1)
+            out[prop.strip().lower()] = value.strip()
+    return out
+
+
+def _font_of(el) -> str | None:  # noqa: ANN001
+    """The font-family the element gets from its own style or an ancestor's, up to the nearest
+    table cell: Outlook and some webmail reset fonts at a cell, so inheritance stops there."""
+    while el is not None:
+        fam = _declarations(el.get("style") or "").get("font-family")
+        if fam:
+            return fam
+        if el.tag == "td":
+            return None
+        el = el.getparent()
+    return None
+
+
+def text_elements(html: str):
+    """Every element in the body that holds text of its own (its text or a child's tail)."""
+    body = doc(html).find("body")
+    for el in body.iter():
+        if not isinstance(el.tag, str) or el.tag in ("style", "script"):
+            continue
+        own = (el.text or "") + "".join(c.tail or "" for c in el)
+        if own.replace("\u034f", "").replace("\u200c", "").replace("\xa0", "").strip():
+            yield el
+
+
+def test_every_text_element_gets_the_font_stack(sample_html, image_html):
+    for html in (sample_html, image_html):
+        elements = list(text_elements(html))
+        assert len(elements) > 10
+        for el in elements:
+            if "preheader" in (el.get("class") or ""):
+                continue  # hidden
+            fam = _font_of(el)
+            assert fam, (el.tag, el.get("class"), (el.text or "")[:40])
+            families = [f.strip().strip("'\"") for f in fam.split(",")]
+            assert families[-1] in GENERIC_FAMILIES, fam
+            assert families[0] == "-apple-system" and "Segoe UI" in families, fam
+
+
+def test_no_html_entity_inside_css(sample_html, image_html):
+    for html in (sample_html, image_html):
+        # attribute values as written in the source, before any HTML decoding
+        for style in re.findall(r'\sstyle=(?:"([^"]*)"|\'([^\']*)\')', html):
+            value = style[0] or style[1]
+            assert "&" not in value, value
+        for block in re.findall(r"<style[^>]*>(.*?)</style>", html, re.S):
+            assert not re.search(r"&(#\d+|#x[0-9a-f]+|[a-z]+);", block, re.I), block[:200]
+
+
+def test_font_check_can_fail():
+    bad = ('<html><body><table><tr><td><p style="font-family:&#39;Segoe UI&#39;, Arial">x</p>'
+           '<p>no font</p></td></tr></table></body></html>')
+    [first, second] = text_elements(bad)
+    assert _font_of(second) is None
+    assert _font_of(first).split(",")[-1].strip() not in GENERIC_FAMILIES
 
 
 def test_mobile_and_dark_rules_survive_with_important(sample_html):
@@ -172,8 +233,9 @@ ELEMENT_FEATURES = {
     "tr": "html-table", "td": "html-table", "h1": "html-h1-h6", "h2": "html-h1-h6", "h3": "html-h1-h6",
     "ul": "html-lists", "li": "html-lists", "img": "html-img", "span": "html-span", "br": None,
 }
-# Properties caniemail has no page for: `color` (CSS1, universal) and Outlook's own `mso-*`.
-UNLISTED_OK = {"color"}
+# Properties caniemail has no page for: `color` and `font-family` (CSS1, universal) and Outlook's
+# own `mso-*`.
+UNLISTED_OK = {"color", "font-family"}
 
 
 def _supported(feature: dict) -> list[str]:

@@ -45,6 +45,21 @@ COLOUR_PAIRS = [
 
 SLOTS = ("greeting", "email", "unsubscribe_url")
 
+# The CSS lives in `templates/email/_base/*.css`, rendered without HTML autoescape: autoescape
+# would turn the font stack's quotes into `&#39;`, the CSS parser would drop the declaration and
+# premailer would inline no font at all. So only these constants may reach the CSS, and they
+# must not be able to close a declaration, a rule or the <style> element.
+_CSS_VALUE = re.compile(r"^[A-Za-z0-9#'\-, ]+$")
+
+
+def _check_css_constants() -> None:
+    for value in [FONTS, *LIGHT.values(), *DARK.values()]:
+        if not _CSS_VALUE.match(value):
+            raise ValueError(f"not a plain CSS value: {value!r}")
+
+
+_check_css_constants()
+
 
 @dataclass(frozen=True)
 class RenderedEmail:
@@ -91,7 +106,7 @@ def _join(parts: list[str], values: dict[str, str]) -> str:
 
 @lru_cache(maxsize=4)
 def _environment(templates_dir: Path) -> Environment:
-    # Autoescape for HTML only: the text twin is plain text. StrictUndefined: a typo in a
+    # Autoescape for HTML only: the text twin is plain text and the CSS is CSS. StrictUndefined: a typo in a
     # template fails the render instead of sending an email with a hole in it.
     env = Environment(
         loader=FileSystemLoader(str(templates_dir / "email")),

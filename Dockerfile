@@ -8,12 +8,8 @@ COPY pyproject.toml README.md ./
 COPY worker ./worker
 RUN pip install .
 
-COPY templates ./templates
-COPY config ./config
-
-# The package finds templates/ and config/ beside it.
-ENV NEWSLETTER_TEMPLATES_DIR=/app/templates NEWSLETTER_CONFIG_FILE=/app/config/newsletter.toml \
-    NEWSLETTER_VAR_DIR=/app/var
+# Templates and the default config are package data inside the installed package.
+ENV NEWSLETTER_VAR_DIR=/app/var
 RUN useradd --create-home --uid 10001 newsletter && mkdir -p /app/var && chown newsletter /app/var
 USER newsletter
 

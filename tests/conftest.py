@@ -16,7 +16,7 @@ SEED = FIXTURES / "episodes" / "sample-episode.txt"
 CANIEMAIL = FIXTURES / "caniemail" / "caniemail-features.json"
 FEEDS = FIXTURES / "feeds" / "podcastparser"
 
-# Values the tests pin; anything else comes from config/newsletter.toml.
+# Values the tests pin; anything else comes from worker/config/newsletter.toml.
 TEST_ENV = {
     "NEWSLETTER_SECRET_KEY": "test-secret-key",
     "NEWSLETTER_BASE_URL": "https://news.example.org",

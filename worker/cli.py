@@ -347,18 +347,18 @@ def sweep() -> None:
 
 @app.command()
 def demo(
-    episode: Annotated[Path, typer.Option(help="Episode to send.")] = Path("config/sample-episode.txt"),
-    subscribers: Annotated[Path, typer.Option(help="Subscribers to import.")] = Path("config/subscribers.csv"),
+    episode: Annotated[Optional[Path], typer.Option(help="Episode to send (default: the sample).")] = None,
+    subscribers: Annotated[Optional[Path], typer.Option(help="Subscribers to import (default: the sample list).")] = None,
 ) -> None:
     """The whole job on embedded defaults: import, publish, run a worker until done."""
     import subprocess
 
     from .episodes import load_episode
-    from .settings import PROJECT_DIR
+    from .settings import CONFIG_DIR, PROJECT_DIR
 
     settings = _ready()
-    episode = episode if episode.is_absolute() else PROJECT_DIR / episode
-    subscribers = subscribers if subscribers.is_absolute() else PROJECT_DIR / subscribers
+    episode = episode or CONFIG_DIR / "sample-episode.txt"
+    subscribers = subscribers or CONFIG_DIR / "subscribers.csv"
     subscribers_import(subscribers)
     ep = load_episode(episode, settings.tz)
     # The sample's event is in the past; send "as of" the episode's date so the demo shows it.

@@ -45,7 +45,7 @@ COLOUR_PAIRS = [
 
 SLOTS = ("greeting", "email", "unsubscribe_url")
 
-# The CSS lives in `templates/email/_base/*.css`, rendered without HTML autoescape: autoescape
+# The CSS lives in `worker/templates/email/_base/*.css`, rendered without HTML autoescape: autoescape
 # would turn the font stack's quotes into `&#39;`, the CSS parser would drop the declaration and
 # premailer would inline no font at all. So only these constants may reach the CSS, and they
 # must not be able to close a declaration, a rule or the <style> element.

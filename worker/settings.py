@@ -1,4 +1,4 @@
-"""The one settings object: `NEWSLETTER_*` environment variables over `config/newsletter.toml`."""
+"""The one settings object: `NEWSLETTER_*` environment variables over `worker/config/newsletter.toml`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-CONFIG_FILE = Path(os.environ.get("NEWSLETTER_CONFIG_FILE", PROJECT_DIR / "config" / "newsletter.toml"))
+# Templates and the default config ship inside the package (package data), so an installed
+# wheel works on its own; NEWSLETTER_TEMPLATES_DIR and NEWSLETTER_CONFIG_FILE override them.
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+CONFIG_DIR = PACKAGE_DIR / "config"
+CONFIG_FILE = Path(os.environ.get("NEWSLETTER_CONFIG_FILE", CONFIG_DIR / "newsletter.toml"))
 
 
 class Settings(BaseSettings):
@@ -34,7 +38,7 @@ class Settings(BaseSettings):
     secret_key: str = ""
 
     var_dir: Path = PROJECT_DIR / "var"
-    templates_dir: Path = PROJECT_DIR / "templates"
+    templates_dir: Path = PACKAGE_DIR / "templates"
     database_url: str = "sqlite:///var/newsletter.db"
     broker_url: str = "sqla+sqlite:///var/broker.db"
     redis_url: str = ""

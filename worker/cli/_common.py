@@ -1,0 +1,68 @@
+"""What every `newsletter` sub-command shares: the Typer apps, the consoles and argument helpers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from ..errors import InputError
+from ..settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Turn podcast episodes into email digests and send them to subscribers.")
+subscribers_app = typer.Typer(no_args_is_help=True, help="Manage the subscriber list.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with a usage error: one line on stderr, exit code 2 (see `main`)."""
+    raise InputError(message)
+
+
+def parse_as_of(value: str | None) -> datetime | None:
+    """`--as-of` as an aware datetime: a date alone is its midnight in NEWSLETTER_TIMEZONE.
+
+    Raises InputError naming the option for anything not ISO 8601.
+    """
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time(), get_settings().tz)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--as-of: expected a date like 2023-11-23 or 2023-11-23T18:00, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=get_settings().tz)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path` and rename: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ready() -> Settings:
+    """Settings plus a migrated database: every command that touches the ledger starts here."""
+    from ..db import migrate
+
+    settings = get_settings()
+    migrate(settings)
+    return settings
+

@@ -1,0 +1,208 @@
+"""Campaign commands: `publish`, `status`, `send`, `resend`, `sweep` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..settings import get_settings
+from ._common import app, err, fail, out, parse_as_of, ready
+
+
+@app.command()
+def publish(
+    episode: Annotated[Path, typer.Argument(help="Episode file.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the campaign is done.")] = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Send time for the event check (default now).")] = None,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 0,
+) -> None:
+    """Publish an episode: one campaign, every active subscriber once."""
+    from ..publish import publish_file
+
+    settings = ready()
+    result = publish_file(episode, settings, as_of=parse_as_of(as_of))
+    c = result.campaign
+    if result.created:
+        out.print(f"campaign {c.id}: {result.episode.title} → {c.total} subscribers", markup=False, highlight=False)
+    else:
+        out.print(f"already published as campaign {c.id} ({c.status}); nothing new was queued",
+                  markup=False, highlight=False)
+    if wait:
+        _wait(c.id, timeout)
+
+
+def _wait(campaign_id: int, timeout: float = 0) -> dict:
+    import time as _time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..db import session_scope
+    from ..ledger import status as campaign_status
+
+    settings = get_settings()
+    started = _time.monotonic()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=False, disable=not err.is_terminal) as progress:
+        task = progress.add_task(f"campaign {campaign_id}", total=None)
+        while True:
+            with session_scope(settings) as session:
+                st = campaign_status(session, campaign_id)
+            settled = st["total"] - sum(st[s] for s in ("queued", "claimed", "sending", "retry"))
+            progress.update(task, total=st["total"], completed=settled,
+                            description=f"campaign {campaign_id}: {st['sent']} sent, {st['retry']} retrying, "
+                                        f"{st['failed']} failed")
+            if st["state"] == "done" or (st["total"] and settled == st["total"]):
+                break
+            if timeout and _time.monotonic() - started > timeout:
+                err.print("still sending; `newsletter status` shows progress", markup=False)
+                break
+            _time.sleep(0.3)  # polling the ledger for a progress bar
+    _print_status(st)
+    return st
+
+
+def _print_status(st: dict) -> None:
+    table = Table(show_header=True, box=None)
+    for key in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"):
+        table.add_column(key, justify="right")
+    table.add_row(*(str(st[k]) for k in ("sent", "queued", "claimed", "sending", "retry", "failed",
+                                         "uncertain", "skipped")))
+    out.print(f"campaign {st['campaign']} ({st['episode']}): {st['state']}, {st['total']} recipients"
+              + (f", about {st['eta_seconds']:.0f}s to go" if st.get("eta_seconds") else ""),
+              markup=False, highlight=False)
+    out.print(table)
+    if st["uncertain"]:
+        out.print(f"{st['uncertain']} uncertain: `newsletter resend {st['campaign']} --uncertain` resends them "
+                  "with the same Message-ID", markup=False, highlight=False)
+
+
+@app.command()
+def status(
+    campaign: Annotated[Optional[int], typer.Argument(help="Campaign id (default: the latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Counts per delivery status, and an ETA while sending."""
+    from ..db import session_scope
+    from ..ledger import latest_campaign
+    from ..ledger import status as campaign_status
+
+    settings = ready()
+    with session_scope(settings) as session:
+        if campaign is None:
+            latest = latest_campaign(session)
+            if latest is None:
+                fail("no campaigns yet")
+            campaign = latest.id
+        st = campaign_status(session, campaign)
+        feeds = _feed_status(session)
+    if as_json:
+        print(json.dumps({**st, "feeds": feeds}))
+        return
+    _print_status(st)
+    for f in feeds:
+        if f["last_error"]:
+            out.print(f"feed {f['url']}: failing since {f['failures']} polls: {f['last_error']}",
+                      markup=False, highlight=False)
+
+
+def _feed_status(session) -> list[dict]:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from ..models import Feed
+
+    return [{"url": f.url, "last_error": f.last_error, "failures": f.failures,
+             "last_ok_at": f.last_ok_at.isoformat() if f.last_ok_at else None}
+            for f in session.scalars(select(Feed).order_by(Feed.id))]
+
+
+@app.command()
+def resend(
+    campaign: Annotated[int, typer.Argument()],
+    uncertain: Annotated[bool, typer.Option("--uncertain", help="Resend the deliveries left uncertain.")] = False,
+) -> None:
+    """Resend deliveries left uncertain by a dead worker (same Message-ID)."""
+    from ..db import session_scope
+    from ..ledger import resend_uncertain
+    from ..publish import start
+
+    if not uncertain:
+        fail("say what to resend: --uncertain")
+    settings = ready()
+    with session_scope(settings) as session:
+        n = resend_uncertain(session, campaign)
+    if n:
+        start(campaign)
+    out.print(f"{n} uncertain deliveries queued again", markup=False)
+
+
+@app.command()
+def sweep() -> None:
+    """Recover dead claims and finish done campaigns now (beat does this every 15 s)."""
+    from ..db import session_scope
+    from ..ledger import sweep as sweep_ledger
+    from ..publish import start
+
+    settings = ready()
+    with session_scope(settings) as session:
+        report = sweep_ledger(session, settings)
+    for campaign_id in report.need_work or []:
+        start(campaign_id)
+    out.print(f"requeued {report.requeued}, uncertain {report.uncertain}, finished {report.finished}", markup=False)
+
+
+@app.command()
+def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).")]) -> None:
+    """Send a draft campaign: freeze its audience now and queue it."""
+    from ..db import session_scope
+    from ..ledger import freeze_audience, get_campaign
+    from ..publish import start
+
+    settings = ready()
+    with session_scope(settings) as session:
+        c = get_campaign(session, campaign)
+        if c.status != "draft":
+            fail(f"campaign {campaign} is not a draft ({c.status})")
+        added = freeze_audience(session, c)
+    start(campaign)
+    out.print(f"campaign {campaign} queued for {added} subscribers", markup=False)
+
+
+@app.command()
+def demo(
+    episode: Annotated[Optional[Path], typer.Option(help="Episode to send (default: the sample).")] = None,
+    subscribers: Annotated[Optional[Path], typer.Option(help="Subscribers to import (default: the sample list).")] = None,
+) -> None:
+    """The whole job on embedded defaults: import, publish, run a worker until done."""
+    import subprocess
+
+    from ..episodes import load_episode
+    from ..settings import CONFIG_DIR, PROJECT_DIR
+    from .subscribers import subscribers_import
+
+    settings = ready()
+    episode = episode or CONFIG_DIR / "sample-episode.txt"
+    subscribers = subscribers or CONFIG_DIR / "subscribers.csv"
+    subscribers_import(subscribers)
+    ep = load_episode(episode, settings.tz)
+    # The sample's event is in the past; send "as of" the episode's date so the demo shows it.
+    as_of = datetime.combine(ep.date, datetime.min.time(), settings.tz).isoformat()
+    log_path = settings.path(settings.var_dir) / "worker.log"
+    with open(log_path, "ab") as log_file:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "--quiet", "worker", "--pool", "solo",
+             "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+            cwd=PROJECT_DIR, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            publish(episode, wait=True, as_of=as_of, timeout=300)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    out.print(f"worker log: {log_path}", markup=False)
+    outbox = settings.mail_url.split(":", 1)[1]
+    out.print(f"the messages are in the Maildir outbox {settings.path(outbox) / 'new'}", markup=False)

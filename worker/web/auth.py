@@ -1,0 +1,59 @@
+"""Who may call the staff endpoints: the dependency every staff router declares.
+
+The API takes NEWSLETTER_STAFF_TOKEN as a bearer token (`Authorization: Bearer TOKEN`) or as the
+password of HTTP basic auth (RFC 7617; any user name). Without a configured token every staff
+request is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from ..settings import Settings
+
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="newsletter staff", charset="UTF-8"'}
+
+
+def settings_of(request: Request) -> Settings:
+    """The settings the app was created with (`app.state.settings`)."""
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(settings_of)]
+
+
+def given_token(request: Request) -> str:
+    """The token a request presents: the bearer token, or the basic-auth password; "" if none
+    (a malformed basic header counts as none)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return ""
+
+
+def token_matches(given: str, settings: Settings) -> bool:
+    """True when `given` equals NEWSLETTER_STAFF_TOKEN, compared in constant time; always False
+    when no token is configured."""
+    token = settings.staff_token
+    return bool(token and given and hmac.compare_digest(given.encode(), token.encode()))
+
+
+def require_staff(request: Request, settings: AppSettings) -> str:
+    """FastAPI dependency: returns "staff" (who asked, for the logs) or raises
+    HTTPException(401) with a Basic challenge."""
+    if not token_matches(given_token(request), settings):
+        raise HTTPException(401, "staff credentials required", headers=CHALLENGE)
+    return "staff"
+
+
+Staff = Annotated[str, Depends(require_staff)]

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from worker.episodes import Episode, load_episode, parse_date, parse_time_range, safe_url
+from worker.episodes import Episode, load_episode, parse_date, parse_time_range
+from worker.text import safe_url
 from worker.errors import EpisodeError
 
 TZ = ZoneInfo("Europe/London")

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from worker.db import session_scope
-from worker.feeds import entry_to_episode, fetch, html_to_text, parse_feed, poll_feed, poll_folder, FeedError
+from worker.episodes import html_to_lines, read_feed_item
+from worker.errors import FeedError
+from worker.feeds import fetch, parse_feed, poll_feed, poll_folder
 from worker.models import Campaign, Feed
 from worker.settings import get_settings, reset_settings
 
@@ -185,7 +187,7 @@ def test_every_shared_feed_yields_episodes_or_is_reported(settings):
             assert str(path) in str(exc)
             continue
         for entry in parsed.entries:
-            ep = entry_to_episode(entry, str(path), settings)
+            ep = read_feed_item(entry, feed_url=str(path), tz=settings.tz)
             assert ep.title and ep.slug and ep.guid
             assert not ep.audio_url or ep.audio_url.startswith(("http://", "https://"))
             usable += 1
@@ -195,7 +197,7 @@ def test_every_shared_feed_yields_episodes_or_is_reported(settings):
 def test_shared_feed_edge_cases(settings):
     def episodes(name):  # noqa: ANN001, ANN202
         p = str(FEEDS / name)
-        return [entry_to_episode(e, p, settings) for e in parse_feed(fetch(p)[0], p).entries]
+        return [read_feed_item(e, feed_url=p, tz=settings.tz) for e in parse_feed(fetch(p)[0], p).entries]
 
     multi = episodes("multi_enclosures.rss")[0]
     assert multi.audio_url.endswith(".mp3")
@@ -206,8 +208,8 @@ def test_shared_feed_edge_cases(settings):
 
 
 def test_show_notes_html_is_sanitised_to_text():
-    text = html_to_text('<p>Hi <script>alert(1)</script><b>there</b></p><img src=x onerror=alert(1)>'
-                        '<p><a href="javascript:alert(1)">bad</a> <a href="https://ok.example">good</a></p>')
+    text = "\n".join(html_to_lines('<p>Hi <script>alert(1)</script><b>there</b></p><img src=x onerror=alert(1)>'
+                        '<p><a href="javascript:alert(1)">bad</a> <a href="https://ok.example">good</a></p>'))
     assert "alert" not in text and "javascript" not in text
     assert "Hi there" in text and "good – https://ok.example" in text
 

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import icalendar
 
-from .episodes import Episode, Event, Link, clean_line, safe_url
+from .episodes import Episode, Event, Link
+from .text import clean_line, safe_url
 from .settings import Settings
 
 PREHEADER_MAX = 150

@@ -73,3 +73,8 @@ class NotAllowed(InputError):
 
 class RateLimited(InputError):
     """Too many test emails in the last hour."""
+
+
+class FeedError(NewsletterError):
+    """A feed that could not be fetched or read (unreachable, HTTP error, too big, not
+    well-formed, declaring entities). The message starts with the feed's URL or path."""

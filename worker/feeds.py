@@ -1,4 +1,7 @@
-"""New episodes from feeds (RSS/Atom, by URL or file) and from a drop folder.
+"""Polling: new episodes from feeds (RSS/Atom, by URL or file) and from a drop folder.
+
+Fetch the document, parse it, identify its items, record the seen ones and create campaigns;
+reading an item into an Episode is `worker.episodes.read_feed_item`.
 
 An item is new when its key (guid, else link, else a content hash) has no row in `seen_items`.
 The seen row and the campaign are written in one transaction, keyed by a unique constraint, so
@@ -9,20 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 import xml.sax
 from xml.parsers.expat import errors as expat_errors
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import defusedxml.ElementTree as SafeET
 import feedparser
 import httpx
-import lxml.html
-import nh3
 from defusedxml import DefusedXmlException
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -30,29 +29,28 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .db import session_scope
-from .episodes import Episode, EpisodeError, Link, load_episode, one_line, parse_page, safe_url, slugify
+from .episodes import Episode, EpisodeError, item_key, load_episode, read_feed_item
+from .errors import FeedError
 from .ledger import create_campaign
 from .models import CampaignStatus, Feed, SeenItem, utcnow
 from .settings import Settings
+from .text import one_line
 
 log = logging.getLogger(__name__)
 
 MAX_FEED_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT = 20.0
-ALLOWED_TAGS = {"p", "br", "a", "ul", "ol", "li", "strong", "b", "em", "i", "blockquote", "h1", "h2", "h3", "h4"}
-BLOCKS = {"p", "br", "li", "ul", "ol", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "tr"}
 EPISODE_SUFFIXES = {".txt", ".md", ".markdown"}
 # Slips common in real feeds that leave the structure intact: an undeclared namespace prefix
 # (`itunes:` without xmlns) and an HTML entity such as &nbsp;. Anything else is refused.
 TOLERATED_XML_ERRORS = {expat_errors.XML_ERROR_UNBOUND_PREFIX, expat_errors.XML_ERROR_UNDEFINED_ENTITY}
 
 
-class FeedError(Exception):
-    """A feed that could not be fetched or read."""
-
-
 @dataclass
 class PollReport:
+    """What one pass over one feed or folder did: slugs published (or drafted), how many items
+    were already known, whether this pass primed the feed (first poll), and the error if any."""
+
     source: str
     new: list[str] = field(default_factory=list)  # slugs published (or drafted)
     seen: int = 0
@@ -60,13 +58,16 @@ class PollReport:
     error: str | None = None
 
     def as_dict(self) -> dict:
+        """The report as JSON-ready dict (keys: source, new, seen, primed, error)."""
         return {"source": self.source, "new": self.new, "seen": self.seen, "primed": self.primed, "error": self.error}
 
 
 # -- fetching and parsing ---------------------------------------------------------------------
 
 def fetch(url: str, etag: str | None = None, modified: str | None = None) -> tuple[bytes | None, dict]:
-    """The feed's bytes (None for 304 Not Modified) and the caching headers to keep."""
+    """The feed's bytes (None for 304 Not Modified) and the caching headers to keep
+    ({"etag": …, "modified": …} for HTTP, {} for files). `url` is http(s), file: or a path;
+    at most 20 MB, 20 s timeout, 5 redirects. Raises FeedError (message starts with `url`)."""
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         path = Path(parts.path if parts.scheme == "file" else url)
@@ -103,7 +104,11 @@ def fetch(url: str, etag: str | None = None, modified: str | None = None) -> tup
 
 
 def parse_feed(data: bytes, source: str) -> feedparser.FeedParserDict:
-    """Refuse entity tricks (XXE, billion laughs) before feedparser sees the bytes."""
+    """The feed document parsed by feedparser (HTML sanitised, relative URIs resolved).
+
+    Entity tricks (XXE, billion laughs) are refused before feedparser sees the bytes. Raises
+    FeedError naming `source` for those, for XML that is not well-formed (beyond an unbound
+    prefix or an HTML entity) and for documents that are not feeds."""
     try:
         SafeET.fromstring(data)
     except DefusedXmlException as exc:
@@ -121,99 +126,6 @@ def parse_feed(data: bytes, source: str) -> feedparser.FeedParserDict:
         if not parsed.get("feed"):
             raise FeedError(f"{source}: not a feed")
     return parsed
-
-
-def html_to_text(html: str) -> str:
-    """Show notes HTML -> sanitised -> plain text with one line per block, links as 'text – URL'."""
-    clean = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"})
-    if not clean.strip():
-        return ""
-    root = lxml.html.fragment_fromstring(clean, create_parent="div")
-    for a in root.iter("a"):
-        href = safe_url(a.get("href") or "")
-        label = a.text_content().strip()
-        if href and label and label != href:
-            a.text, a.tail = "", f"{label} – {href}" + (a.tail or "")
-            for child in list(a):
-                a.remove(child)
-    lines: list[str] = []
-    buf: list[str] = []
-
-    def walk(el) -> None:  # noqa: ANN001
-        if el.tag in BLOCKS and buf:
-            lines.append("".join(buf))
-            buf.clear()
-        if el.text:
-            buf.append(el.text)
-        for child in el:
-            walk(child)
-        if el.tag in BLOCKS:
-            lines.append("".join(buf))
-            buf.clear()
-        if el.tail:
-            buf.append(el.tail)
-
-    walk(root)
-    if buf:
-        lines.append("".join(buf))
-    paragraphs = [re.sub(r"\s+", " ", ln).strip() for ln in lines]
-    return "\n\n".join(p for p in paragraphs if p)
-
-
-def item_key(entry: dict) -> str:
-    """guid, else link, else a hash of what the item says."""
-    if entry.get("id"):
-        return "guid:" + str(entry["id"])[:450]
-    if entry.get("link"):
-        return "link:" + str(entry["link"])[:450]
-    body = "|".join(str(entry.get(k, "")) for k in ("title", "published", "updated", "summary"))
-    return "hash:" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
-
-
-def _entry_date(entry: dict) -> date:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
-        if value:
-            try:
-                return datetime(*value[:6], tzinfo=timezone.utc).date()
-            except (TypeError, ValueError):
-                continue
-    return utcnow().date()
-
-
-def entry_to_episode(entry: dict, feed_url: str, settings: Settings) -> Episode:
-    """A feed item as an Episode: its show notes read like the page layout (event, links)."""
-    title = one_line(str(entry.get("title") or ""), 300)
-    notes_html = ""
-    if entry.get("content"):
-        notes_html = max((c.get("value", "") for c in entry["content"]), key=len)
-    notes_html = notes_html or str(entry.get("summary") or entry.get("subtitle") or "")
-    notes = html_to_text(notes_html)
-    if not title:
-        title = one_line(notes.split("\n")[0], 80) if notes else "Untitled episode"
-    day = _entry_date(entry)
-    key = item_key(entry)
-    link = safe_url(str(entry.get("link") or ""))
-    audio = ""
-    for enc in entry.get("enclosures") or []:
-        url = safe_url(str(enc.get("href") or enc.get("url") or ""))
-        if url and (str(enc.get("type", "")).startswith(("audio/", "video/")) or not audio):
-            audio = url
-            if str(enc.get("type", "")).startswith("audio/"):
-                break
-    page = f"{title}\n\n{day.isoformat()}\n\n{notes or title}\n"
-    base = parse_page(page, source=f"{feed_url}#{key}", tz=settings.tz)
-    guid = key.split(":", 1)[1] if key.startswith("guid:") else key
-    slug = f"{day.isoformat()}-{slugify(title)}"
-    if key.startswith("hash:") or not entry.get("id"):
-        slug = f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
-    links = base.links or tuple(Link(lk.get("title") or lk["href"], safe_url(lk["href"]))
-                                for lk in entry.get("links", []) if lk.get("rel") == "related"
-                                and safe_url(lk.get("href", "")))
-    return Episode(title=base.title, date=day, slug=slug, guid=f"{feed_url}|{guid}"[:500], intro=base.intro,
-                   transcript=base.transcript, links=links, event=base.event, number=base.number,
-                   summary=base.summary, episode_url=link, audio_url=audio, source=feed_url,
-                   warnings=base.warnings)
 
 
 # -- polling -----------------------------------------------------------------------------------
@@ -258,7 +170,7 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
             report.seen += 1
             continue
         try:
-            episode = entry_to_episode(entry, url, settings)
+            episode = read_feed_item(entry, feed_url=url, tz=settings.tz)
         except EpisodeError as exc:
             log.warning("feed %s: item %s skipped: %s", url, key, exc)
             continue
@@ -352,6 +264,8 @@ def _start(campaign_ids: list[int]) -> None:
 
 
 def poll_all(settings: Settings) -> dict:
+    """One pass over every feed in NEWSLETTER_FEEDS and the drop folder. Never raises: returns
+    {"reports": [PollReport.as_dict(), ...], "seconds": wall time of the pass}."""
     reports = []
     started = time.monotonic()
     for url in settings.feed_list:

@@ -22,7 +22,7 @@ from email.utils import formataddr, formatdate, parseaddr
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .episodes import clean_line
+from .text import clean_line
 from .errors import ConfigError, InputError
 from .render import RenderedEmail
 from .settings import Settings

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .episodes import one_line
+from .text import one_line
 from .errors import InputError
 from .models import Subscriber, SubscriberStatus, utcnow
 

@@ -1,0 +1,186 @@
+"""Markdown with YAML front matter -> Episode. The front matter holds the fields (README,
+"Episode formats"); the body is the transcript, shown as plain paragraphs."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, tzinfo
+from typing import Any
+
+import yaml
+
+from ..errors import EpisodeError
+from ..text import clean_line, one_line, safe_url, slugify
+from .dates import parse_date
+from .model import Episode, Event, Link, Speaker, build_episode
+from .page import MAX_LINKS, check_year, parse_speakers
+
+_MD_INLINE = [
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images -> alt text
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> text
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),
+    (re.compile(r"(?<!\w)([*_])(.+?)\1(?!\w)"), r"\2"),
+    (re.compile(r"`([^`]+)`"), r"\1"),
+    (re.compile(r"<[^>]+>"), ""),
+]
+
+
+def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
+    """Read a Markdown episode (text with '\\n' line ends) into an Episode.
+
+    A naive date-time in the front matter is wall-clock time in `tz`. Raises EpisodeError naming
+    the field (or the line, for YAML syntax) when a required field is missing or has the wrong
+    type."""
+    meta, body = _front_matter(text, source)
+    title = _field(meta, "title", (str, int, float), source, "title", required=True)
+    title = one_line(str(title), 300)
+    if not title:
+        raise EpisodeError("is required", source=source, field="title")
+    ep_date = _episode_date(meta.get("date"), source)
+    number = meta.get("number")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+        raise EpisodeError(f"expected a whole number, got {str(number)[:20]!r}", source=source, field="number")
+    summary = one_line(str(_field(meta, "summary", str, source, "summary") or ""), 1000)
+    raw_event = _field(meta, "event", dict, source, "event")
+    event = _event(raw_event, tz, source) if raw_event else None
+    paras = markdown_paragraphs(body)
+    slug = meta.get("slug")
+    return build_episode(
+        title=title, date=ep_date, intro=(summary,) if summary else paras[:1],
+        transcript=paras if summary else paras[1:], event=event, links=_links(meta, source), source=source,
+        slug=slugify(str(slug)) if slug is not None else None,
+        guid=one_line(str(meta["guid"]), 300) if meta.get("guid") else None,
+        number=number, summary=summary or None,
+        episode_url=safe_url(str(meta.get("episode_url") or meta.get("url") or "")),
+        audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")))
+
+
+def _front_matter(text: str, source: str) -> tuple[dict, str]:
+    """(the front matter as a mapping, the body text)."""
+    text = text.lstrip("\ufeff")
+    if not text.startswith("---\n"):
+        raise EpisodeError("a Markdown episode starts with a '---' front-matter block", source=source, line=1)
+    end = re.search(r"^(?:---|\.\.\.)\s*$", text[4:], re.M)
+    if not end:
+        raise EpisodeError("the front matter is not closed by a '---' line", source=source, line=1)
+    front = text[4:4 + end.start()]
+    try:
+        meta = yaml.safe_load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise EpisodeError(f"front matter is not valid YAML ({getattr(exc, 'problem', None) or exc})",
+                           source=source, line=(mark.line + 2) if mark else None) from None
+    if not isinstance(meta, dict):
+        raise EpisodeError("the front matter must be a mapping of fields", source=source, line=2)
+    return meta, text[4 + end.end():]
+
+
+def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: str,
+           required: bool = False) -> Any:
+    value = d.get(key)
+    if value is None or value == "":
+        if required:
+            raise EpisodeError("is required", source=source, field=path)
+        return None
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise EpisodeError(f"expected {names}, got {type(value).__name__} {str(value)[:40]!r}",
+                           source=source, field=path)
+    return value
+
+
+def _episode_date(raw: Any, source: str) -> date:
+    if raw is None:
+        raise EpisodeError("is required", source=source, field="date")
+    if isinstance(raw, datetime):
+        ep_date = raw.date()
+    elif isinstance(raw, date):
+        ep_date = raw
+    else:
+        parsed = parse_date(str(raw))
+        if parsed is None:
+            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}",
+                               source=source, field="date")
+        ep_date = parsed
+    check_year(ep_date, source=source, field="date")
+    return ep_date
+
+
+def _links(meta: dict, source: str) -> tuple[Link, ...]:
+    links = []
+    raw_links = _field(meta, "links", list, source, "links") or []
+    for i, item in enumerate(raw_links[:MAX_LINKS]):
+        if not isinstance(item, dict):
+            raise EpisodeError("expected a mapping with title and url", source=source, field=f"links[{i}]")
+        url = safe_url(str(item.get("url") or ""))
+        if url:
+            links.append(Link(title=one_line(str(item.get("title") or url)), url=url))
+    return tuple(links)
+
+
+def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[datetime, bool]:
+    """(aware datetime, True when only a date was given)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=tz)), False
+    if isinstance(value, date):
+        return datetime.combine(value, time(0, 0), tz), True
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            d = parse_date(value)
+            if d is None:
+                raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {value[:40]!r}",
+                                   source=source, field=path) from None
+            return datetime.combine(d, time(0, 0), tz), True
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)), False
+    raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}",
+                       source=source, field=path)
+
+
+def _event(raw: dict, tz: tzinfo, source: str) -> Event:
+    starts, all_day = _as_datetime(raw.get("starts"), tz, source, "event.starts")
+    ends = None
+    if raw.get("ends") is not None:
+        ends, _ = _as_datetime(raw["ends"], tz, source, "event.ends")
+        if ends <= starts:
+            raise EpisodeError("must be after event.starts", source=source, field="event.ends")
+    ev_title = _field(raw, "title", (str, int), source, "event.title", required=True)
+    speakers: list[Speaker] = []
+    for i, sp in enumerate(_field(raw, "speakers", list, source, "event.speakers") or []):
+        if isinstance(sp, str):
+            speakers.extend(parse_speakers(sp))
+        elif isinstance(sp, dict) and sp.get("name"):
+            speakers.append(Speaker(name=one_line(str(sp["name"]), 120), role=one_line(str(sp.get("role") or ""), 240)))
+        else:
+            raise EpisodeError("expected a name (and role)", source=source, field=f"event.speakers[{i}]")
+    desc = raw.get("description") or ""
+    return Event(
+        title=one_line(str(ev_title), 300), starts=starts, ends=ends, all_day=all_day and ends is None,
+        venue=one_line(str(raw.get("venue") or ""), 300),
+        signup_url=safe_url(str(raw.get("signup_url") or "")),
+        speakers=tuple(speakers[:30]),
+        description=tuple(p for p in (clean_line(x) for x in str(desc).split("\n\n")) if p),
+        banner_image=_https_image(str(raw.get("banner_image") or "")),
+        banner_alt=one_line(str(raw.get("banner_alt") or ""), 300),
+    )
+
+
+def _https_image(url: str) -> str:
+    url = safe_url(url)
+    return url if url.startswith("https://") else ""
+
+
+def markdown_paragraphs(body: str) -> tuple[str, ...]:
+    """Markdown body -> plain paragraphs: markup, images and HTML tags removed, link text kept
+    (the transcript is shown as text, never as HTML)."""
+    out = []
+    for block in re.split(r"\n\s*\n", body):
+        lines = [re.sub(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)", "", ln) for ln in block.split("\n")]
+        text = " ".join(lines)
+        for pattern, repl in _MD_INLINE:
+            text = pattern.sub(repl, text)
+        text = clean_line(text)
+        if text and not re.fullmatch(r"[-*_=\s]{3,}", text):
+            out.append(text)
+    return tuple(out)

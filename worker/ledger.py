@@ -231,6 +231,18 @@ def mark_permanent_failure(session: Session, token: str, delivery_id: int, subsc
     session.commit()
 
 
+def next_due_in(session: Session, campaign_id: int) -> float | None:
+    """Seconds until this campaign's earliest retry falls due (negative: overdue), on the
+    database's clock; None when no row waits for a retry. A batch that ends schedules its
+    follow-up from this, so a campaign with retries finishes without the sweeper."""
+    from .clock import seconds_until
+
+    seconds = session.scalar(select(seconds_until(session, func.min(Delivery.next_attempt_at))).where(
+        Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY))
+    session.commit()
+    return None if seconds is None else float(seconds)
+
+
 def release_claim(session: Session, token: str) -> None:
     """End of a batch: rows still only claimed (not attempted) go back to the queue."""
     now = utcnow()

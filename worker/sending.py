@@ -21,6 +21,7 @@ from .ledger import (
     ProgressWriter,
     claim_batch,
     finish_if_done,
+    next_due_in,
     mark_permanent_failure,
     mark_temporary_failure,
     release_claim,
@@ -44,6 +45,8 @@ class BatchOutcome:
     claimed: int = 0
     batches: int = 0
     retry_due: list[datetime] = field(default_factory=list)
+    # seconds until the campaign's earliest retry (the ledger's, any worker's), None if none
+    next_due_in: float | None = None
 
     def counts(self) -> tuple[int, int, int, int]:
         return self.sent, self.retry, self.failed, self.skipped_rows
@@ -114,7 +117,8 @@ class Sender:
                 log.info("campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
                          campaign_id, *(now - then for now, then in zip(outcome.counts(), before)), len(rows),
                          time.monotonic() - batch_started)
-            finish_if_done(session, campaign_id)
+            if not finish_if_done(session, campaign_id):
+                outcome.next_due_in = next_due_in(session, campaign_id)
         return outcome
 
     def _send_rows(self, session, progress, token, template, rows, outcome) -> None:  # noqa: ANN001

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 
 from celery.signals import worker_process_shutdown
 
@@ -13,6 +12,10 @@ from .settings import get_settings
 
 log = logging.getLogger(__name__)
 _sender = None
+# Bounds of a follow-up's countdown, seconds: not a busy loop when a retry is already overdue
+# (another worker holds it), and far below the broker's visibility timeout.
+FOLLOW_UP_MIN = 0.2
+FOLLOW_UP_MAX = 900.0
 
 
 def sender():
@@ -39,11 +42,15 @@ def send_batch(campaign_id: int) -> dict:
     """Send due deliveries of one campaign for up to a minute, then hand over to a fresh task."""
     outcome = sender().run(campaign_id, time_budget=60.0)
     if outcome.batches and outcome.claimed:
-        # More may be waiting; a new message keeps each task short and the queue fair.
+        # More may be waiting; a new message keeps each task short and the queue fair. Its
+        # run, or the one after, ends with nothing due and takes over the branch below.
         send_batch.apply_async((campaign_id,))
-    if outcome.retry_due:
-        delay = max(1.0, (min(outcome.retry_due) - datetime.now(timezone.utc)).total_seconds())
-        send_batch.apply_async((campaign_id,), countdown=delay)
+    elif outcome.next_due_in is not None:
+        # Rows wait for a retry (ours or anyone's): come back when the ledger says the first
+        # is due, and so on until none waits. Each task leaves at most one successor, so the
+        # number of waiting tasks never grows; beat's sweep is only the safety net.
+        send_batch.apply_async((campaign_id,), countdown=min(max(FOLLOW_UP_MIN, outcome.next_due_in),
+                                                             FOLLOW_UP_MAX))
     return {"sent": outcome.sent, "retry": outcome.retry, "failed": outcome.failed}
 
 

@@ -24,7 +24,8 @@ def run(*args, env=None, input=None, check=False):
 
 def test_render_writes_the_four_files(seed_path, tmp_path):
     out = tmp_path / "out"
-    proc = run("render", seed_path, "--out", out, "--to", "reader@example.org", "--name", "Reader", check=True)
+    proc = run("render", seed_path, "--out", out, "--to", "reader@example.org", "--name", "Reader",
+               "--as-of", "2023-11-23", check=True)
     for name in ("body.html", "body.txt", "message.eml", "event.ics"):
         assert (out / name).stat().st_size > 0
         assert name in proc.stdout

@@ -3,6 +3,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from datetime import datetime
 
 import icalendar
 import pytest
@@ -23,7 +24,8 @@ from worker.settings import Settings
 
 @pytest.fixture
 def template(settings, seed_path):
-    return compose(load_episode(seed_path, settings.tz), settings)
+    # sent before the sample's event, so the message carries its calendar part
+    return compose(load_episode(seed_path, settings.tz), settings, datetime(2023, 11, 23, 9, 0))
 
 
 def parse(raw: bytes):

@@ -32,10 +32,14 @@ Hello there, this is a transcript sentence that is long enough to be a highlight
 """
 
 
+# Before the sample's event: the banner is part of what these tests check.
+SAMPLE_SEND_TIME = datetime(2023, 11, 23, 9, 0)
+
+
 @pytest.fixture
 def sample_html(settings, seed_path):
     ep = load_episode(seed_path, settings.tz)
-    html, _ = compose(ep, settings).personalised(Recipient("reader@example.org", "Reader"))
+    html, _ = compose(ep, settings, SAMPLE_SEND_TIME).personalised(Recipient("reader@example.org", "Reader"))
     return html
 
 
@@ -44,7 +48,7 @@ def image_html(settings, tmp_path):
     p = tmp_path / "img.md"
     p.write_text(MARKDOWN_WITH_IMAGE)
     ep = load_episode(p, settings.tz)
-    html, _ = compose(ep, settings).personalised(Recipient("reader@example.org", "Reader"))
+    html, _ = compose(ep, settings, datetime(2024, 1, 10)).personalised(Recipient("reader@example.org", "Reader"))
     return html
 
 
@@ -322,7 +326,7 @@ def test_hostile_episode_is_data_not_markup_or_template(settings, tmp_path):
     p = tmp_path / "hostile.md"
     p.write_text(HOSTILE)
     ep = load_episode(p, settings.tz)
-    html, text = compose(ep, settings).personalised(Recipient("r@example.org", "<b>Mallory</b>"))
+    html, text = compose(ep, settings, datetime(2024, 1, 10)).personalised(Recipient("r@example.org", "<b>Mallory</b>"))
     root = doc(html)
     assert not list(root.iter("script"))
     assert "<script>" not in html and "&lt;script&gt;" in html

@@ -57,13 +57,26 @@ class Digest:
     sender_postal: str
 
 
-def build_digest(episode: Episode, settings: Settings, as_of: datetime | None = None) -> Digest:
-    """`as_of` is the send time: an event that has ended by then is not advertised."""
-    tz = settings.tz
+def send_time(settings: Settings, as_of: datetime | None = None) -> datetime:
+    """The instant an email is judged "as of": the one rule for render, send-test, publish and
+    the preview.
+
+    `as_of` is the send time when the caller knows it (a scheduled send, `--as-of`, a campaign's
+    recorded `as_of`); None means now, which is the send time of a test or a publish. A naive
+    value is read in `settings.tz`. Returns an aware datetime.
+    """
     if as_of is None:
-        as_of = datetime.combine(episode.date, datetime.min.time(), tz)
-    elif as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=tz)
+        return datetime.now(timezone.utc)
+    return as_of if as_of.tzinfo else as_of.replace(tzinfo=settings.tz)
+
+
+def build_digest(episode: Episode, settings: Settings, as_of: datetime | None = None) -> Digest:
+    """What the email for `episode` says when sent at `as_of` (see `send_time`; None = now).
+
+    An event that has finished by the send time is not advertised: no banner, no `.ics`.
+    Deterministic for a given (episode, settings, as_of).
+    """
+    as_of = send_time(settings, as_of)
     web_url = f"{settings.base_url}/episodes/{episode.slug}"
     event = episode.event if episode.event and episode.event.finishes > as_of else None
     links = tuple(lk for lk in episode.links if safe_url(lk.url))

@@ -253,7 +253,9 @@ def without_date(message: bytes) -> bytes:
 
 
 def compose(episode, settings: Settings, as_of=None, name: str = "digest", **kwargs) -> MessageTemplate:
-    """Episode -> digest -> rendered and inlined email -> message template, in one call."""
+    """Episode -> digest -> rendered and inlined email -> message template, in one call.
+
+    `as_of` is the send time the email is judged at (`worker.digest.send_time`: None = now)."""
     from .digest import build_digest
     from .render import render_email
 

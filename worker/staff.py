@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -53,7 +53,9 @@ def check_recipients(recipients: list[str], settings: Settings) -> list[str]:
     return out
 
 
-def send_test(episode: Episode, recipients: list[str], settings: Settings, requested_by: str = "") -> list[TestSendResult]:
+def send_test(episode: Episode, recipients: list[str], settings: Settings, requested_by: str = "",
+              as_of: datetime | None = None) -> list[TestSendResult]:
+    """`as_of`: the send time the email is judged at (None = now), as for a publish."""
     recipients = check_recipients(recipients, settings)
     with session_scope(settings) as session:
         hour_ago = utcnow() - timedelta(hours=1)
@@ -63,7 +65,7 @@ def send_test(episode: Episode, recipients: list[str], settings: Settings, reque
                              f"({recent} sent in the last hour)")
         record = session.scalar(select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
         episode_id = record.id if record else None
-    template = compose(episode, settings, name="test",
+    template = compose(episode, settings, as_of, name="test",
                        unsubscribe_target=f"{settings.base_url}/unsubscribe-test",
                        message_id_salt=f"test-{utcnow().isoformat()}")
     results = []

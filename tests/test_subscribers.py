@@ -113,8 +113,8 @@ def test_cli_import_list_count_remove(tmp_path):
     assert "line 3" in proc.stderr and "added 1" in proc.stdout
     assert json.loads(run("subscribers", "count").stdout)["active"] == 1
     assert run("subscribers", "remove", "ada@example.com").returncode == 0
-    assert json.loads(run("subscribers", "count").stdout) == {"active": 0, "unsubscribed": 1, "bounced": 0,
-                                                              "suppressed": 0}
+    assert json.loads(run("subscribers", "count").stdout) == {
+        "pending": 0, "active": 0, "unsubscribed": 1, "bounced": 0, "complained": 0, "suppressed": 0, "erased": 0}
     listed = json.loads(run("subscribers", "list", "--json").stdout)
     assert listed == [{"email": "ada@example.com", "name": "Ada", "status": "unsubscribed"}]
     assert run("subscribers", "remove", "nobody@example.com").returncode == 2

@@ -78,3 +78,8 @@ class RateLimited(InputError):
 class FeedError(NewsletterError):
     """A feed that could not be fetched or read (unreachable, HTTP error, too big, not
     well-formed, declaring entities). The message starts with the feed's URL or path."""
+
+
+class TransitionRefused(InputError):
+    """A subscriber status change the rules in `worker.subscriptions.TRANSITIONS` do not allow
+    for this actor (for example a bounced address resubscribing itself)."""

@@ -35,6 +35,7 @@ from .models import (
     utcnow,
 )
 from .settings import Settings
+from .subscriptions import suppress as suppress_subscriber
 
 log = logging.getLogger(__name__)
 D = DeliveryStatus
@@ -226,8 +227,7 @@ def mark_permanent_failure(session: Session, token: str, delivery_id: int, subsc
         .values(status=D.FAILED, claim_token=None, last_error=error[:2000], updated_at=now)
         .execution_options(synchronize_session=False))
     if suppress:
-        session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
-                        .values(status=SubscriberStatus.BOUNCED, status_reason=error[:500], updated_at=now))
+        suppress_subscriber(session, subscriber_id, SubscriberStatus.BOUNCED, error)
     session.commit()
 
 

@@ -25,11 +25,17 @@ class Base(DeclarativeBase):
 
 
 class SubscriberStatus:
+    """Where a subscriber stands. Only `worker.subscriptions` moves a subscriber between these
+    (its TRANSITIONS table is the rule); only ACTIVE subscribers get campaigns."""
+
+    PENDING = "pending"  # signed up, not yet confirmed (double opt-in): never gets a campaign
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"  # a 5xx on send: suppressed
+    COMPLAINED = "complained"  # a spam complaint (feedback loop): suppressed
     SUPPRESSED = "suppressed"  # suppressed by hand
-    ALL = (ACTIVE, UNSUBSCRIBED, BOUNCED, SUPPRESSED)
+    ERASED = "erased"  # personal data removed; only a keyed hash of the address is kept (Erasure)
+    ALL = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, SUPPRESSED, ERASED)
 
 
 class DeliveryStatus:
@@ -57,6 +63,23 @@ class Subscriber(Base):
     status_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Double opt-in (worker.subscriptions): how the person came in, when they confirmed, and the
+    # nonce the one live confirmation link carries (cleared on use, so a replayed link does nothing).
+    source: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    confirm_nonce: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    welcome_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Erasure(Base):
+    """An erased address: only a keyed hash (HMAC-SHA256 with the secret key) of it, so a later
+    import or signup of the same address is recognised without keeping the address."""
+
+    __tablename__ = "erasures"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class EpisodeRecord(Base):

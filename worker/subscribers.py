@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .text import one_line
-from .errors import InputError
+from .errors import InputError, NotFound
 from .models import Subscriber, SubscriberStatus, utcnow
+from .subscriptions import Actor, transition
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
 CHUNK = 2000
@@ -188,10 +189,13 @@ def import_csv(session: Session, path: Path) -> ImportReport:
 
 
 def set_status(session: Session, email: str, status: str, reason: str = "") -> bool:
-    result = session.execute(
-        update(Subscriber).where(Subscriber.email_key == email.strip().lower())
-        .values(status=status, status_reason=reason, updated_at=utcnow()))
-    return result.rowcount > 0
+    """A staff change of status, by the rules in `worker.subscriptions`. Returns False for an
+    unknown address; raises TransitionRefused for a change the rules do not allow."""
+    try:
+        transition(session, status, Actor.STAFF, email=email, reason=reason)
+    except NotFound:
+        return False
+    return True
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from ..db import session_scope
 from ..message import read_unsubscribe_token
-from ..models import Subscriber, SubscriberStatus, utcnow
+from .. import subscriptions
+from ..models import Subscriber
 from ..settings import Settings
 from .auth import AppSettings
 from .pages import render_page
@@ -60,11 +61,7 @@ def unsubscribe(request: Request, token: str, settings: AppSettings,
         return render_page(request, "message.html", exc.status_code, no_store=True,
                            heading="This link does not work", paragraphs=[exc.detail + "."])
     with session_scope(settings) as session:
-        sub = session.scalars(select(Subscriber).where(Subscriber.email_key == email)).one()
-        if sub.status == SubscriberStatus.ACTIVE:
-            how = "one-click" if one_click else "web"
-            sub.status, sub.status_reason, sub.updated_at = SubscriberStatus.UNSUBSCRIBED, how, utcnow()
-            log.info("unsubscribed %s (%s)", email, how)
+        subscriptions.unsubscribe(session, email, reason="one-click" if one_click else "web")
     return render_page(request, "message.html", no_store=True, heading="You are unsubscribed",
                        paragraphs=[f"{email} will get no more emails from {settings.list_name}."])
 

@@ -1,0 +1,85 @@
+"""The status rules (worker.subscriptions): every change goes through the one table."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sqlalchemy import select
+
+from worker.db import session_scope
+from worker.errors import NotFound, TransitionRefused
+from worker.models import Subscriber, SubscriberStatus as S
+from worker.subscriptions import TRANSITIONS, Actor, allowed, suppress, transition, unsubscribe
+
+
+def add(email: str, status: str) -> int:
+    with session_scope() as s:
+        sub = Subscriber(email=email, email_key=email.lower(), name="", status=status, status_reason="")
+        s.add(sub)
+        s.flush()
+        return sub.id
+
+
+def status_of(email: str) -> str:
+    with session_scope() as s:
+        return s.scalar(select(Subscriber.status).where(Subscriber.email_key == email.lower()))
+
+
+def test_the_table_says_what_the_issue_asks():
+    # an unsubscribed person may come back by confirming again (a link mailed to them)
+    assert allowed(S.UNSUBSCRIBED, S.PENDING, Actor.SUBSCRIBER)
+    assert allowed(S.UNSUBSCRIBED, S.ACTIVE, Actor.SUBSCRIBER)
+    # bounced or complained come back only through staff
+    for gone in (S.BOUNCED, S.COMPLAINED, S.SUPPRESSED):
+        for to in (S.ACTIVE, S.PENDING, S.UNSUBSCRIBED):
+            assert not allowed(gone, to, Actor.SUBSCRIBER)
+            assert not allowed(gone, to, Actor.DELIVERY)
+        assert allowed(gone, S.ACTIVE, Actor.STAFF)
+    # the mail system can only suppress; it never activates anybody
+    assert all(to in (S.BOUNCED, S.COMPLAINED) for (_, to), who in TRANSITIONS.items() if Actor.DELIVERY in who)
+    # erased is final
+    assert not any(before == S.ERASED for before, _ in TRANSITIONS)
+    # pending becomes active only by confirming (or staff), never by the mail system
+    assert not allowed(S.PENDING, S.ACTIVE, Actor.DELIVERY)
+
+
+def test_transition_follows_the_table_for_every_pair(database):
+    pairs = list(itertools.product([x for x in S.ALL if x != S.ERASED], S.ALL))
+    for i, (before, after) in enumerate(pairs):
+        for actor in Actor:
+            email = f"p{i}-{actor.value}@example.com"
+            add(email, before)
+            with session_scope() as s:
+                if allowed(before, after, actor):
+                    change = transition(s, after, actor, email=email, reason="test")
+                    assert change.after == after and change.changed == (before != after)
+                else:
+                    with pytest.raises(TransitionRefused):
+                        transition(s, after, actor, email=email)
+            assert status_of(email) == (after if allowed(before, after, actor) else before)
+
+
+def test_lenient_unsubscribe_and_unknown_address(database):
+    add("gone@example.com", S.BOUNCED)
+    add("here@example.com", S.ACTIVE)
+    with session_scope() as s:
+        assert unsubscribe(s, "HERE@example.com").changed
+        kept = unsubscribe(s, "gone@example.com")
+        assert not kept.changed and kept.after == S.BOUNCED
+        with pytest.raises(NotFound):
+            unsubscribe(s, "nobody@example.com")
+    assert status_of("here@example.com") == S.UNSUBSCRIBED and status_of("gone@example.com") == S.BOUNCED
+
+
+def test_suppress_is_one_conditional_update(database):
+    active, complained, erased = add("a@example.com", S.ACTIVE), add("c@example.com", S.COMPLAINED), \
+        add("e@example.com", S.ERASED)
+    with session_scope() as s:
+        assert suppress(s, active, S.BOUNCED, "550 5.1.1 no such user")
+        assert not suppress(s, active, S.BOUNCED, "again")  # already bounced: nothing to do
+        assert suppress(s, active, S.COMPLAINED, "feedback loop")
+        assert not suppress(s, complained, S.BOUNCED)  # a complaint is not downgraded
+        assert not suppress(s, erased, S.BOUNCED)
+    assert [status_of(e) for e in ("a@example.com", "c@example.com", "e@example.com")] == \
+        [S.COMPLAINED, S.COMPLAINED, S.ERASED]

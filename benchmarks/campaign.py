@@ -55,8 +55,9 @@ class Sink:
     def __init__(self) -> None:
         self.port = free_port()
         self.out = tempfile.NamedTemporaryFile(prefix="sink-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([SINK, "-u", "nobody", "-c", f"127.0.0.1:{self.port}", "2000"],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [SINK, "-u", "nobody", "-c", f"127.0.0.1:{self.port}", "2000"], stdout=self.out, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -167,14 +168,38 @@ def run_pipeline(n: int, workdir: Path) -> dict:
     settings = get_settings()
     migrate(settings)
     with session_scope(settings) as s:  # seeding is set-up, not measured
-        s.execute(sa.text("INSERT INTO subscribers (email, email_key, name, status, status_reason, created_at, "
-                          "updated_at) SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', "
-                          "'Reader ' || g, 'active', '', now(), now() FROM generate_series(1, :n) g"), {"n": n})
+        s.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, email_key, name, status, status_reason, created_at, "
+                "updated_at) SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', "
+                "'Reader ' || g, 'active', '', now(), now() FROM generate_series(1, :n) g"
+            ),
+            {"n": n},
+        )
     log = workdir / f"worker-{n}.log"
     with open(log, "wb") as fh:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", "worker", "--concurrency", "2",
-                                   "--pool", "prefork", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                                  cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "--concurrency",
+                "2",
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_ready(log, worker)
         pids = proc_tree(worker.pid)
@@ -207,12 +232,18 @@ def run_pipeline(n: int, workdir: Path) -> dict:
             c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
     return {
-        "n": n, "seconds": round(elapsed, 2), "msgs_per_s": round(n / elapsed, 1),
+        "n": n,
+        "seconds": round(elapsed, 2),
+        "msgs_per_s": round(n / elapsed, 1),
         "publish_seconds": round(t_render_and_freeze, 3),
-        "cpu_ms_per_msg": round(cpu / n * 1000, 3), "postgres_cpu_ms_per_msg": round(pg_cpu / n * 1000, 3),
-        "sink_cpu_ms_per_msg": round(sink_cpu / n * 1000, 3), "peak_rss_mb": round(max(rss.values()), 1),
+        "cpu_ms_per_msg": round(cpu / n * 1000, 3),
+        "postgres_cpu_ms_per_msg": round(pg_cpu / n * 1000, 3),
+        "sink_cpu_ms_per_msg": round(sink_cpu / n * 1000, 3),
+        "peak_rss_mb": round(max(rss.values()), 1),
         "peak_rss_per_process_mb": [round(v, 1) for v in rss.values()],
-        "sent": st["sent"], "received": received, "exact": received == n and st["sent"] == n,
+        "sent": st["sent"],
+        "received": received,
+        "exact": received == n and st["sent"] == n,
     }
 
 
@@ -224,7 +255,8 @@ def sample_message() -> bytes:
     settings = get_settings()
     ep = load_episode(EPISODE, settings.tz)
     return compose(ep, settings, as_of=datetime.fromisoformat(AS_OF)).build(
-        Recipient("reader1@example.org", "Reader 1"))[0]
+        Recipient("reader1@example.org", "Reader 1")
+    )[0]
 
 
 def run_ceiling(n: int, message: bytes) -> dict:
@@ -238,8 +270,13 @@ def run_ceiling(n: int, message: bytes) -> dict:
         smtp.quit()
     finally:
         received = sink.stop()
-    return {"n": n, "seconds": round(elapsed, 2), "msgs_per_s": round(n / elapsed, 1), "received": received,
-            "message_bytes": len(message)}
+    return {
+        "n": n,
+        "seconds": round(elapsed, 2),
+        "msgs_per_s": round(n / elapsed, 1),
+        "received": received,
+        "message_bytes": len(message),
+    }
 
 
 def run_naive(n: int, workdir: Path) -> dict:
@@ -247,13 +284,36 @@ def run_naive(n: int, workdir: Path) -> dict:
 
     redis.Redis.from_url(NAIVE_REDIS).flushdb()
     sink = Sink()
-    env = {**os.environ, "NAIVE_BROKER_URL": NAIVE_REDIS,
-           "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{sink.port}", "NEWSLETTER_SECRET_KEY": "benchmark-key"}
+    env = {
+        **os.environ,
+        "NAIVE_BROKER_URL": NAIVE_REDIS,
+        "NEWSLETTER_MAIL_URL": f"smtp://127.0.0.1:{sink.port}",
+        "NEWSLETTER_SECRET_KEY": "benchmark-key",
+    }
     log = workdir / "naive-worker.log"
     with open(log, "wb") as fh:
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.naive", "worker",
-                                   "--concurrency", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                                   "-Q", "naive"], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "benchmarks.naive",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                "naive",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_ready(log, worker)
         os.environ["NAIVE_BROKER_URL"] = NAIVE_REDIS
@@ -302,29 +362,46 @@ def main() -> int:
     naive = run_naive(args.naive, workdir)
 
     largest = pipeline[-1]
-    ratios = {"pipeline_over_ceiling": round(largest["msgs_per_s"] / ceiling["msgs_per_s"], 3),
-              "pipeline_over_naive": round(largest["msgs_per_s"] / naive["msgs_per_s"], 1)}
-    results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-               "pipeline": pipeline, "ceiling": ceiling, "naive": naive, "ratios": ratios,
-               "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    ratios = {
+        "pipeline_over_ceiling": round(largest["msgs_per_s"] / ceiling["msgs_per_s"], 3),
+        "pipeline_over_naive": round(largest["msgs_per_s"] / naive["msgs_per_s"], 1),
+    }
+    results = {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "pipeline": pipeline,
+        "ceiling": ceiling,
+        "naive": naive,
+        "ratios": ratios,
+        "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     (out / "campaign.json").write_text(json.dumps(results, indent=2))
 
-    lines = ["| run | N | msg/s | time to done | publish: render + N ledger rows | worker CPU/msg "
-             "| PostgreSQL CPU/msg | smtp-sink CPU/msg | peak RSS/process | received |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| run | N | msg/s | time to done | publish: render + N ledger rows | worker CPU/msg "
+        "| PostgreSQL CPU/msg | smtp-sink CPU/msg | peak RSS/process | received |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in pipeline:
-        lines.append(f"| pipeline | {r['n']:,} | {r['msgs_per_s']:,.0f} | {r['seconds']:.1f} s | "
-                     f"{r['publish_seconds']:.2f} s | {r['cpu_ms_per_msg']:.2f} ms | "
-                     f"{r['postgres_cpu_ms_per_msg']:.2f} ms | {r['sink_cpu_ms_per_msg']:.2f} ms | "
-                     f"{r['peak_rss_mb']:.0f} MB | {r['received']:,} {'✓' if r['exact'] else '✗'} |")
-    lines.append(f"| ceiling (1 smtplib connection, prebuilt bytes) | {ceiling['n']:,} | {ceiling['msgs_per_s']:,.0f} | "
-                 f"{ceiling['seconds']:.1f} s | | | | | | {ceiling['received']:,} |")
-    lines.append(f"| naive (render + premailer + EmailMessage per message) | {naive['n']:,} | "
-                 f"{naive['msgs_per_s']:,.0f} | {naive['seconds']:.1f} s | | | | | | {naive['received']:,} |")
+        lines.append(
+            f"| pipeline | {r['n']:,} | {r['msgs_per_s']:,.0f} | {r['seconds']:.1f} s | "
+            f"{r['publish_seconds']:.2f} s | {r['cpu_ms_per_msg']:.2f} ms | "
+            f"{r['postgres_cpu_ms_per_msg']:.2f} ms | {r['sink_cpu_ms_per_msg']:.2f} ms | "
+            f"{r['peak_rss_mb']:.0f} MB | {r['received']:,} {'✓' if r['exact'] else '✗'} |"
+        )
+    lines.append(
+        f"| ceiling (1 smtplib connection, prebuilt bytes) | {ceiling['n']:,} | {ceiling['msgs_per_s']:,.0f} | "
+        f"{ceiling['seconds']:.1f} s | | | | | | {ceiling['received']:,} |"
+    )
+    lines.append(
+        f"| naive (render + premailer + EmailMessage per message) | {naive['n']:,} | "
+        f"{naive['msgs_per_s']:,.0f} | {naive['seconds']:.1f} s | | | | | | {naive['received']:,} |"
+    )
     lines.append("")
-    lines.append(f"Largest N = {largest['n']:,}: pipeline / ceiling = **{ratios['pipeline_over_ceiling']:.2f}**, "
-                 f"pipeline / naive = **{ratios['pipeline_over_naive']:.1f}×**. "
-                 f"Message size {ceiling['message_bytes']:,} bytes; {os.cpu_count()} cores.")
+    lines.append(
+        f"Largest N = {largest['n']:,}: pipeline / ceiling = **{ratios['pipeline_over_ceiling']:.2f}**, "
+        f"pipeline / naive = **{ratios['pipeline_over_naive']:.1f}×**. "
+        f"Message size {ceiling['message_bytes']:,} bytes; {os.cpu_count()} cores."
+    )
     table = "\n".join(lines)
     (out / "campaign.md").write_text(table + "\n")
     print()

@@ -13,8 +13,13 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 app = Celery("naive", broker=os.environ.get("NAIVE_BROKER_URL", "redis://127.0.0.1:6379/15"))
-app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=1, task_acks_late=True,
-                task_default_queue="naive", worker_hijack_root_logger=False)
+app.conf.update(
+    task_ignore_result=True,
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_default_queue="naive",
+    worker_hijack_root_logger=False,
+)
 
 
 @lru_cache(maxsize=1)
@@ -39,8 +44,11 @@ def send_one(email: str, name: str, episode_path: str, as_of: str) -> None:
     digest = build_digest(ep, settings, datetime.fromisoformat(as_of))
     rendered = render_email(digest, settings.templates_dir)  # Jinja2 + premailer, per recipient
     token = unsubscribe_token(settings, email)
-    values = {"greeting": name.split(" ")[0] or "there", "email": email,
-              "unsubscribe_url": f"{settings.base_url}/unsubscribe/{token}"}
+    values = {
+        "greeting": name.split(" ")[0] or "there",
+        "email": email,
+        "unsubscribe_url": f"{settings.base_url}/unsubscribe/{token}",
+    }
     html, text = rendered.personaliser().fill(values)
     msg = EmailMessage()
     msg["From"] = settings.from_addr

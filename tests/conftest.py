@@ -61,8 +61,7 @@ def seed_path() -> Path:
 # -- real services ---------------------------------------------------------------------------
 
 REDIS_TEST_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-POSTGRES_TEST_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
-                                   "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_TEST_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """A real SMTP server for tests: aiosmtpd on a free port, with faults chosen per recipient.
 
-    server.tempfail["a@x"] = 2      # answer 451 to RCPT for a@x, twice
-    server.permfail.add("b@x")      # answer 550 to RCPT for b@x, always
-    server.drop_data["c@x"] = 1     # close the connection mid-DATA, once
-    server.random_faults = 0.2      # 421/451 to 20% of commands (seeded)
+server.tempfail["a@x"] = 2      # answer 451 to RCPT for a@x, twice
+server.permfail.add("b@x")      # answer 550 to RCPT for b@x, always
+server.drop_data["c@x"] = 1     # close the connection mid-DATA, once
+server.random_faults = 0.2      # 421/451 to 20% of commands (seeded)
 """
 
 from __future__ import annotations
@@ -143,14 +143,15 @@ class SMTPServer:
     def __init__(self, handler: FaultyHandler | None = None):
         self.handler = handler or FaultyHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     data_size_limit=10 * 1024 * 1024)
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=10 * 1024 * 1024
+        )
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}?starttls=off"
 
-    def __enter__(self) -> "SMTPServer":
+    def __enter__(self) -> SMTPServer:
         self.controller.start()
         return self
 

@@ -7,14 +7,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from worker.settings import PROJECT_DIR
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2,
-             details: Callable[[], str] | None = None):
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    details: Callable[[], str] | None = None,
+):
     """Poll a condition until it holds (or fail, saying what we waited for)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -41,24 +46,43 @@ class Stack:
         self._n += 1
         log = self.log_dir / f"{name}-{self._n}.log"
         fh = open(log, "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", *args], cwd=PROJECT_DIR,
-                                stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", *args],
+            cwd=PROJECT_DIR,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+            start_new_session=True,
+        )
         fh.close()
         return proc, log
 
     def start_worker(self, concurrency: int | None = None) -> subprocess.Popen:
-        proc, log = self._spawn(["worker", "--pool", "prefork", "--concurrency", str(concurrency or self.concurrency),
-                                 "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                                 "-n", f"w{self._n + 1}@%h"], "worker")
+        proc, log = self._spawn(
+            [
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency or self.concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"w{self._n + 1}@%h",
+            ],
+            "worker",
+        )
         self.workers.append(proc)
         wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 60, "the worker to start")
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         return proc
 
     def start_beat(self) -> subprocess.Popen:
-        self.beat, _ = self._spawn(["beat", "--loglevel", "INFO",
-                                    "-s", str(self.log_dir / "celerybeat-schedule")], "beat")
+        self.beat, _ = self._spawn(
+            ["beat", "--loglevel", "INFO", "-s", str(self.log_dir / "celerybeat-schedule")], "beat"
+        )
         return self.beat
 
     def pool_pids(self, proc: subprocess.Popen) -> list[int]:
@@ -100,4 +124,6 @@ class Stack:
         self.workers, self.beat = [], None
 
     def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            f"== {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.log_dir.glob("*.log"))
+        )

@@ -25,8 +25,15 @@ from .stack import wait_for
 from .test_sending import seed_subscribers
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "browser-staff-token"
 
 
@@ -38,8 +45,9 @@ def live(database, monkeypatch, tmp_path):
     monkeypatch.setenv("NEWSLETTER_STAFF_TOKEN", TOKEN)
     monkeypatch.setenv("NEWSLETTER_MAIL_URL", f"maildir:{tmp_path}/outbox")
     reset_settings()
-    server = uvicorn.Server(uvicorn.Config(create_app(get_settings()), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, "the web server to start")
@@ -93,8 +101,9 @@ def test_unsubscribe_in_a_real_browser(live, browser, seed_path, tmp_path):
     page.click("button[type=submit]")
     page.wait_for_selector("text=You are unsubscribed")
     with session_scope() as s:
-        assert s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader1@example.org")) \
-            == "unsubscribed"
+        assert (
+            s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader1@example.org")) == "unsubscribed"
+        )
 
     second = tmp_path / "ep2.txt"
     second.write_text("Episode Two\n\n1 Dec 2023\n\nIntro.\n\nTranscript words.\n")
@@ -112,12 +121,17 @@ def test_one_click_with_a_plain_http_client(live, seed_path):
     url = re.match(r"<([^>]+)>", mail["List-Unsubscribe"]).group(1)
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # what a mailbox provider does: POST the body, no cookies, no session, no redirects
-    r = httpx.post(url, content=b"List-Unsubscribe=One-Click",
-                   headers={"Content-Type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+    r = httpx.post(
+        url,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
     assert r.status_code == 200 and "set-cookie" not in r.headers
     with session_scope() as s:
-        assert s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader0@example.org")) \
-            == "unsubscribed"
+        assert (
+            s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader0@example.org")) == "unsubscribed"
+        )
 
 
 @pytest.mark.parametrize("width", [375, 600])
@@ -125,8 +139,9 @@ def test_preview_has_no_horizontal_scroll(live, browser, seed_path, width):
     base, _ = live
     seed_subscribers(1)
     deliver(seed_path)
-    context = browser.new_context(viewport={"width": width, "height": 800},
-                                  http_credentials={"username": "staff", "password": TOKEN})
+    context = browser.new_context(
+        viewport={"width": width, "height": 800}, http_credentials={"username": "staff", "password": TOKEN}
+    )
     page = context.new_page()
     slug = "2023-11-23-public-sector-technology-roundup-episode-3"
     resp = page.goto(f"{base}/preview/{slug}")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import email
-import json
 import email.policy
+import json
 import os
 import subprocess
 import sys
@@ -15,8 +15,14 @@ from worker.message import without_date
 
 
 def run(*args, env=None, input=None, check=False):
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=input, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=120,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -24,8 +30,19 @@ def run(*args, env=None, input=None, check=False):
 
 def test_render_writes_the_four_files(seed_path, tmp_path):
     out = tmp_path / "out"
-    proc = run("render", seed_path, "--out", out, "--to", "reader@example.org", "--name", "Reader",
-               "--as-of", "2023-11-23", check=True)
+    proc = run(
+        "render",
+        seed_path,
+        "--out",
+        out,
+        "--to",
+        "reader@example.org",
+        "--name",
+        "Reader",
+        "--as-of",
+        "2023-11-23",
+        check=True,
+    )
     for name in ("body.html", "body.txt", "message.eml", "event.ics"):
         assert (out / name).stat().st_size > 0
         assert name in proc.stdout
@@ -89,9 +106,15 @@ def test_demo_sends_the_sample_into_the_maildir_outbox(settings_env, tmp_path):
     outbox = tmp_path / "var" / "outbox"
     assert str(outbox / "new") in proc.stdout
     messages = list(mailbox.Maildir(str(outbox), create=False))
-    assert sorted(m["To"] for m in messages) == sorted([
-        "Ada Lovelace <ada@example.com>", "Grace Hopper <grace@example.com>", "Alan Turing <alan@example.com>",
-        "Katherine Johnson <katherine@example.com>", "Tim Berners-Lee <tim@example.com>"])
+    assert sorted(m["To"] for m in messages) == sorted(
+        [
+            "Ada Lovelace <ada@example.com>",
+            "Grace Hopper <grace@example.com>",
+            "Alan Turing <alan@example.com>",
+            "Katherine Johnson <katherine@example.com>",
+            "Tim Berners-Lee <tim@example.com>",
+        ]
+    )
     assert all(m["Subject"] == "Public Sector Technology Roundup: Episode 3" for m in messages)
     # running it again sends nothing more
     again = run("demo")

@@ -16,8 +16,13 @@ COMPOSE = PROJECT_DIR / "docker-compose.yml"
 def compose_config(env: dict) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose is missing: ./dev test installs Debian's docker-compose"
-    return subprocess.run([exe, "-f", str(COMPOSE), "config"], capture_output=True, text=True, timeout=60,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **env})
+    return subprocess.run(
+        [exe, "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **env},
+    )
 
 
 def test_compose_is_valid_and_complete():

@@ -7,51 +7,65 @@ import email.policy
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
-
-import icalendar
-import pytest
+from datetime import UTC, date, datetime, timedelta
 
 from worker.digest import build_digest, send_time
-from worker.episodes import Episode, Event, Link, Speaker, load_episode
+from worker.episodes import Episode, Event, Speaker, load_episode
 from worker.message import Recipient, compose
-
 
 
 def run(*args, env=None, check=True):  # noqa: ANN001
     """The `newsletter` command as a user runs it."""
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
 
 EVENT_TITLE = "A Whole Team Approach to Effective Product Discovery: Panel Discussion"
 
 
 def episode(**kw) -> Episode:
-    base = dict(title="Episode 9: Tests", date=date(2024, 3, 1), slug="episode-9", guid="urn:ep:9",
-                intro=("An intro.",), transcript=("A transcript paragraph with enough words in it to count.",))
+    base = dict(
+        title="Episode 9: Tests",
+        date=date(2024, 3, 1),
+        slug="episode-9",
+        guid="urn:ep:9",
+        intro=("An intro.",),
+        transcript=("A transcript paragraph with enough words in it to count.",),
+    )
     return Episode(**{**base, **kw})
 
 
 def event(settings, **kw) -> Event:
-    base = dict(title="Spring Social", starts=datetime(2024, 3, 20, 18, 0, tzinfo=settings.tz),
-                ends=datetime(2024, 3, 20, 21, 30, tzinfo=settings.tz), venue="The Pub, London",
-                signup_url="https://tickets.example.com/s", speakers=(Speaker("Grace Hopper", "Admiral"),),
-                description=("Drinks and talks.",))
+    base = dict(
+        title="Spring Social",
+        starts=datetime(2024, 3, 20, 18, 0, tzinfo=settings.tz),
+        ends=datetime(2024, 3, 20, 21, 30, tzinfo=settings.tz),
+        venue="The Pub, London",
+        signup_url="https://tickets.example.com/s",
+        speakers=(Speaker("Grace Hopper", "Admiral"),),
+        description=("Drinks and talks.",),
+    )
     return Event(**{**base, **kw})
 
 
 # -- the send time: one rule for render, send-test, publish and the preview -------------------
 
+
 def test_send_time_is_now_unless_given(settings):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     now = send_time(settings)
-    assert before <= now <= datetime.now(timezone.utc) and now.tzinfo is not None
+    assert before <= now <= datetime.now(UTC) and now.tzinfo is not None
     naive = send_time(settings, datetime(2024, 1, 1, 12, 0))
     assert naive == datetime(2024, 1, 1, 12, 0, tzinfo=settings.tz)
-    aware = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+    aware = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     assert send_time(settings, aware) is aware
 
 
@@ -80,8 +94,12 @@ def test_render_and_send_test_judge_the_event_as_of_now_like_publish(settings_en
     run("send-test", seed_path, "--to", "now@staff.example.org", env=env, check=True)
     run("send-test", seed_path, "--to", "then@staff.example.org", "--as-of", "2023-11-23", env=env, check=True)
     box = {m["To"]: m for m in mailbox.Maildir(str(tmp_path / "var" / "outbox"), create=False)}
-    bodies = {to.split("<")[1].split("@")[0]: email.message_from_bytes(bytes(m), policy=email.policy.default)
-              .get_body(("html",)).get_content() for to, m in box.items()}
+    bodies = {
+        to.split("<")[1].split("@")[0]: email.message_from_bytes(bytes(m), policy=email.policy.default)
+        .get_body(("html",))
+        .get_content()
+        for to, m in box.items()
+    }
     assert EVENT_TITLE not in bodies["now"]
     assert EVENT_TITLE in bodies["then"]
 

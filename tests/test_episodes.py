@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker.episodes import Episode, load_episode, parse_date, parse_time_range
-from worker.text import safe_url
 from worker.errors import EpisodeError
+from worker.text import safe_url
 
 TZ = ZoneInfo("Europe/London")
 
@@ -87,8 +87,12 @@ def test_noisy_page_with_links_and_signup(tmp_path):
     assert ev.venue == "The Venue, 1 Road, Leeds"
     assert [(s.name, s.role) for s in ev.speakers] == [("Ada Lovelace", "Analyst"), ("Alan Turing", "")]
     assert [lk.url for lk in ep.links] == [
-        "https://example.gov.uk/report-1", "https://example.gov.uk/report-2",
-        "https://example.gov.uk/report-3", "https://example.org/bare", "https://blog.example.com/post"]
+        "https://example.gov.uk/report-1",
+        "https://example.gov.uk/report-2",
+        "https://example.gov.uk/report-3",
+        "https://example.org/bare",
+        "https://blog.example.com/post",
+    ]
     assert ep.links[0].title == "Report one"
     assert ep.links[4].title == "Blog post about things"
     assert ep.transcript == ("Welcome to the show. This is the transcript.", "Second paragraph.")
@@ -102,8 +106,10 @@ def test_page_without_event_or_links(tmp_path):
 
 
 def test_event_without_caption_and_without_speakers(tmp_path):
-    text = ("Show 5\n\n2 Feb 2024\n\nIntro.\n\nWebinar Event\n\nHow to test\n\n"
-            "12.30pm – 1.30pm\n9 February 2024\nOnline\n\nAbout it.\n\nLinks & Sources\n\nThe transcript.\n")
+    text = (
+        "Show 5\n\n2 Feb 2024\n\nIntro.\n\nWebinar Event\n\nHow to test\n\n"
+        "12.30pm – 1.30pm\n9 February 2024\nOnline\n\nAbout it.\n\nLinks & Sources\n\nThe transcript.\n"
+    )
     ep = load_episode(write(tmp_path, "ep.txt", text), TZ)
     assert ep.event.title == "How to test"
     assert ep.event.banner_alt == ""
@@ -122,32 +128,55 @@ def test_event_heading_without_date_stays_intro(tmp_path):
     assert ep.warnings
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("23 Nov 2023", date(2023, 11, 23)), ("29 November 2023", date(2023, 11, 29)),
-    ("Wednesday 29th November 2023", date(2023, 11, 29)), ("Nov 23, 2023", date(2023, 11, 23)),
-    ("2023-11-23", date(2023, 11, 23)), ("23/11/2023", date(2023, 11, 23)),
-    ("31 Feb 2023", None), ("Hello world", None), ("23 Foo 2023", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("23 Nov 2023", date(2023, 11, 23)),
+        ("29 November 2023", date(2023, 11, 29)),
+        ("Wednesday 29th November 2023", date(2023, 11, 29)),
+        ("Nov 23, 2023", date(2023, 11, 23)),
+        ("2023-11-23", date(2023, 11, 23)),
+        ("23/11/2023", date(2023, 11, 23)),
+        ("31 Feb 2023", None),
+        ("Hello world", None),
+        ("23 Foo 2023", None),
+    ],
+)
 def test_parse_date(text, expected):
     assert parse_date(text) == expected
 
 
-@pytest.mark.parametrize("text, start, end", [
-    ("5.30pm – 7.30pm", (17, 30), (19, 30)), ("18:00-20:00", (18, 0), (20, 0)),
-    ("6 to 8pm", (18, 0), (20, 0)), ("11am – 1pm", (11, 0), (13, 0)), ("at 6.30pm", (18, 30), None),
-])
+@pytest.mark.parametrize(
+    "text, start, end",
+    [
+        ("5.30pm – 7.30pm", (17, 30), (19, 30)),
+        ("18:00-20:00", (18, 0), (20, 0)),
+        ("6 to 8pm", (18, 0), (20, 0)),
+        ("11am – 1pm", (11, 0), (13, 0)),
+        ("at 6.30pm", (18, 30), None),
+    ],
+)
 def test_parse_time_range(text, start, end):
     s, e = parse_time_range(text)
     assert (s.hour, s.minute) == start
     assert ((e.hour, e.minute) if e else None) == end
 
 
-@pytest.mark.parametrize("url, ok", [
-    ("https://a.example/x", True), ("http://a.example", True), ("mailto:a@b.example", True),
-    ("javascript:alert(1)", False), ("JaVaScRiPt:alert(1)", False), ("data:text/html,<x>", False),
-    ("//evil.example", False), ("/relative", False), ('https://a.example/"onmouseover=x', False),
-    ("vbscript:x", False),
-])
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("https://a.example/x", True),
+        ("http://a.example", True),
+        ("mailto:a@b.example", True),
+        ("javascript:alert(1)", False),
+        ("JaVaScRiPt:alert(1)", False),
+        ("data:text/html,<x>", False),
+        ("//evil.example", False),
+        ("/relative", False),
+        ('https://a.example/"onmouseover=x', False),
+        ("vbscript:x", False),
+    ],
+)
 def test_safe_url(url, ok):
     assert bool(safe_url(url)) is ok
 
@@ -198,15 +227,18 @@ def test_markdown_front_matter(tmp_path):
     assert ep.transcript == ("Transcript", "Hello there, this is the show.", "Second paragraph.")
 
 
-@pytest.mark.parametrize("content, needle", [
-    (b"", "empty"),
-    (b"   \n\n  ", "empty"),
-    (b"\x00\x01\x02binary\x00", "binary"),
-    ("Title\n\n23 Nov 2023\n\ncaf\xe9\n".encode("latin-1"), "not valid UTF-8"),
-    (b"Only a title\n", "expected a date"),
-    (b"Title\n\nnot a date\n\ntext\n", "line 3: expected the episode date"),
-    (b"Title\n\n23 Nov 1066\n\ntext\n", "out of range"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"", "empty"),
+        (b"   \n\n  ", "empty"),
+        (b"\x00\x01\x02binary\x00", "binary"),
+        ("Title\n\n23 Nov 2023\n\ncaf\xe9\n".encode("latin-1"), "not valid UTF-8"),
+        (b"Only a title\n", "expected a date"),
+        (b"Title\n\nnot a date\n\ntext\n", "line 3: expected the episode date"),
+        (b"Title\n\n23 Nov 1066\n\ntext\n", "out of range"),
+    ],
+)
 def test_bad_page_inputs(tmp_path, content, needle):
     path = write(tmp_path, "bad.txt", content)
     with pytest.raises(EpisodeError) as info:
@@ -215,15 +247,18 @@ def test_bad_page_inputs(tmp_path, content, needle):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("front, needle", [
-    ("date: 2024-01-01\n", "field 'title': is required"),
-    ("title: T\n", "field 'date': is required"),
-    ("title: T\ndate: someday\n", "field 'date'"),
-    ("title: T\ndate: 2024-01-01\nevent:\n  title: E\n  starts: tomorrow\n", "field 'event.starts'"),
-    ("title: T\ndate: 2024-01-01\nnumber: three\n", "field 'number'"),
-    ("title: [unclosed\n", "not valid YAML"),
-    ("title: T\ndate: 2024-01-01\nlinks: nope\n", "field 'links'"),
-])
+@pytest.mark.parametrize(
+    "front, needle",
+    [
+        ("date: 2024-01-01\n", "field 'title': is required"),
+        ("title: T\n", "field 'date': is required"),
+        ("title: T\ndate: someday\n", "field 'date'"),
+        ("title: T\ndate: 2024-01-01\nevent:\n  title: E\n  starts: tomorrow\n", "field 'event.starts'"),
+        ("title: T\ndate: 2024-01-01\nnumber: three\n", "field 'number'"),
+        ("title: [unclosed\n", "not valid YAML"),
+        ("title: T\ndate: 2024-01-01\nlinks: nope\n", "field 'links'"),
+    ],
+)
 def test_bad_markdown_names_the_field(tmp_path, front, needle):
     path = write(tmp_path, "bad.md", f"---\n{front}---\nbody\n")
     with pytest.raises(EpisodeError) as info:
@@ -233,16 +268,20 @@ def test_bad_markdown_names_the_field(tmp_path, front, needle):
 
 
 def test_title_with_line_breaks_and_controls_is_one_line(tmp_path):
-    path = write(tmp_path, "ep.md", '---\ntitle: "Evil\\r\\nBcc: victim@example.com\\u0007"\ndate: 2024-01-01\n---\nx\n')
+    path = write(
+        tmp_path, "ep.md", '---\ntitle: "Evil\\r\\nBcc: victim@example.com\\u0007"\ndate: 2024-01-01\n---\nx\n'
+    )
     ep = load_episode(path, TZ)
     assert ep.title == "Evil Bcc: victim@example.com"
 
 
-INLINE = ("Show: Episode 4\r\n\r\n14 Dec 2023\r\n\r\nWelcome back.\r\n\r\nSecond intro paragraph.\r\n\r\n"
-          "Webinar Event\r\n\r\nWebinar header image\r\n\r\nData Ethics in Practice\r\n\r\n"
-          "Thursday 11 January 2024, 12.30pm – 1.30pm\r\nOnline – register at https://events.example.com/e\r\n\r\n"
-          "Join us online.\r\n\r\nSpeakers: Jane Doe, CTO, Acme; John Roe, Head of Data\r\n\r\n"
-          "Links & Sources\r\n\r\nCDDO blog: https://cddo.blog.gov.uk/post-1\r\n\r\nTranscript.\r\n")
+INLINE = (
+    "Show: Episode 4\r\n\r\n14 Dec 2023\r\n\r\nWelcome back.\r\n\r\nSecond intro paragraph.\r\n\r\n"
+    "Webinar Event\r\n\r\nWebinar header image\r\n\r\nData Ethics in Practice\r\n\r\n"
+    "Thursday 11 January 2024, 12.30pm – 1.30pm\r\nOnline – register at https://events.example.com/e\r\n\r\n"
+    "Join us online.\r\n\r\nSpeakers: Jane Doe, CTO, Acme; John Roe, Head of Data\r\n\r\n"
+    "Links & Sources\r\n\r\nCDDO blog: https://cddo.blog.gov.uk/post-1\r\n\r\nTranscript.\r\n"
+)
 
 
 def test_date_and_time_on_one_line_and_a_signup_on_the_venue_line(tmp_path):
@@ -257,9 +296,11 @@ def test_date_and_time_on_one_line_and_a_signup_on_the_venue_line(tmp_path):
 
 
 def test_date_before_time_in_24_hour_form_without_caption(tmp_path):
-    text = ("Roundup Episode 5\n\nWednesday 17th January 2024\n\nIntro.\n\nRoundtable Event\n\n"
-            "AI in Local Government\n\n18 January 2024\n18:00 – 20:00\nThe Guildhall, London\n\n"
-            "Description.\n\nSpeakers:\u00a0Ada Lovelace, Analyst\n\nLinks and Sources\n\nTranscript one.\n")
+    text = (
+        "Roundup Episode 5\n\nWednesday 17th January 2024\n\nIntro.\n\nRoundtable Event\n\n"
+        "AI in Local Government\n\n18 January 2024\n18:00 – 20:00\nThe Guildhall, London\n\n"
+        "Description.\n\nSpeakers:\u00a0Ada Lovelace, Analyst\n\nLinks and Sources\n\nTranscript one.\n"
+    )
     ev = load_episode(write(tmp_path, "ep5.txt", text), TZ).event
     assert ev.title == "AI in Local Government" and ev.banner_alt == ""
     assert ev.starts == datetime(2024, 1, 18, 18, 0, tzinfo=TZ) and ev.venue == "The Guildhall, London"

@@ -27,8 +27,9 @@ ITEM = """<item><title>{title}</title><guid>{guid}</guid><link>https://podcast.e
 
 
 def feed_xml(items: list[dict]) -> str:
-    body = "".join(ITEM.format(**{"notes": "<p>Notes.</p>", "date": "Thu, 23 Nov 2023 10:00:00 +0000", **i})
-                   for i in items)
+    body = "".join(
+        ITEM.format(**{"notes": "<p>Notes.</p>", "date": "Thu, 23 Nov 2023 10:00:00 +0000", **i}) for i in items
+    )
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Show</title>{body}</channel></rss>'
 
 
@@ -79,12 +80,16 @@ def test_new_item_on_a_served_feed_reaches_the_subscribers(database, redis_url, 
     first = poll_feed(url, settings)
     assert first.primed and first.new == [] and first.seen == 1 and campaigns() == 0  # back catalogue only
 
-    notes = ("<p>Intro for episode two.</p><p>Panel Event</p><p>Big Panel</p><p>6pm - 8pm</p>"
-             "<p>12 December 2030</p><p>The Hall, London</p><p>Speakers: Ada, Host</p>"
-             "<p>Links &amp; Sources</p><p><a href='https://example.org/r'>A report</a></p>"
-             "<p>Transcript starts here and says many things about many subjects.</p>")
-    publish_feed(root / "feed.xml", feed_xml([{"title": "New one", "guid": "ep-2", "notes": notes},
-                                             {"title": "Old one", "guid": "ep-1"}]))
+    notes = (
+        "<p>Intro for episode two.</p><p>Panel Event</p><p>Big Panel</p><p>6pm - 8pm</p>"
+        "<p>12 December 2030</p><p>The Hall, London</p><p>Speakers: Ada, Host</p>"
+        "<p>Links &amp; Sources</p><p><a href='https://example.org/r'>A report</a></p>"
+        "<p>Transcript starts here and says many things about many subjects.</p>"
+    )
+    publish_feed(
+        root / "feed.xml",
+        feed_xml([{"title": "New one", "guid": "ep-2", "notes": notes}, {"title": "Old one", "guid": "ep-1"}]),
+    )
     second = poll_feed(url, settings)
     assert len(second.new) == 1 and campaigns() == 1
     assert poll_feed(url, settings).new == [] and campaigns() == 1  # a repeated poll adds nothing
@@ -109,8 +114,10 @@ def test_two_concurrent_polls_make_one_campaign(database, http_dir, monkeypatch)
     publish_feed(root / "feed.xml", feed_xml([{"title": "Old", "guid": "old"}]))
     settings = get_settings()
     poll_feed(url, settings)
-    publish_feed(root / "feed.xml", feed_xml([{"title": f"New {i}", "guid": f"new-{i}"} for i in range(3)]
-                                            + [{"title": "Old", "guid": "old"}]))
+    publish_feed(
+        root / "feed.xml",
+        feed_xml([{"title": f"New {i}", "guid": f"new-{i}"} for i in range(3)] + [{"title": "Old", "guid": "old"}]),
+    )
     results, errors = [], []
 
     def poller() -> None:
@@ -126,7 +133,8 @@ def test_two_concurrent_polls_make_one_campaign(database, http_dir, monkeypatch)
         t.join()
     assert not errors
     assert sorted(slug for r in results for slug in r.new) == sorted(
-        ["2023-11-23-new-0", "2023-11-23-new-1", "2023-11-23-new-2"])
+        ["2023-11-23-new-0", "2023-11-23-new-1", "2023-11-23-new-2"]
+    )
     assert campaigns() == 3
     with session_scope() as s:
         assert {c.status for c in s.scalars(select(Campaign))} == {"draft"}
@@ -141,15 +149,26 @@ def test_send_backlog_flag_sends_the_first_poll(database, http_dir, monkeypatch)
     assert len(report.new) == 2 and campaigns() == 2
 
 
-@pytest.mark.parametrize("content, name, needle", [
-    (None, "missing.xml", "HTTP 404"),
-    ("<rss><channel><item><title>x</broken>", "bad.xml", "not well-formed XML"),
-    ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-     '<rss><channel><item><title>&x;</title></item></channel></rss>', "xxe.xml", "refused"),
-    ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-     '<rss><channel><item><title>&b;</title></item></channel></rss>', "bomb.xml", "refused"),
-    ("", "empty.xml", "not"),
-])
+@pytest.mark.parametrize(
+    "content, name, needle",
+    [
+        (None, "missing.xml", "HTTP 404"),
+        ("<rss><channel><item><title>x</broken>", "bad.xml", "not well-formed XML"),
+        (
+            '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            "<rss><channel><item><title>&x;</title></item></channel></rss>",
+            "xxe.xml",
+            "refused",
+        ),
+        (
+            '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            "<rss><channel><item><title>&b;</title></item></channel></rss>",
+            "bomb.xml",
+            "refused",
+        ),
+        ("", "empty.xml", "not"),
+    ],
+)
 def test_broken_feeds_are_recorded_not_fatal(database, http_dir, content, name, needle):
     root, base = http_dir
     if content is not None:
@@ -208,8 +227,12 @@ def test_shared_feed_edge_cases(settings):
 
 
 def test_show_notes_html_is_sanitised_to_text():
-    text = "\n".join(html_to_lines('<p>Hi <script>alert(1)</script><b>there</b></p><img src=x onerror=alert(1)>'
-                        '<p><a href="javascript:alert(1)">bad</a> <a href="https://ok.example">good</a></p>'))
+    text = "\n".join(
+        html_to_lines(
+            "<p>Hi <script>alert(1)</script><b>there</b></p><img src=x onerror=alert(1)>"
+            '<p><a href="javascript:alert(1)">bad</a> <a href="https://ok.example">good</a></p>'
+        )
+    )
     assert "alert" not in text and "javascript" not in text
     assert "Hi there" in text and "good – https://ok.example" in text
 

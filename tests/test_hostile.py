@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 
 from worker.db import session_scope
 from worker.episodes import load_episode
@@ -46,14 +47,19 @@ def test_no_server_errors(api_schema):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @hsettings(max_examples=40, deadline=None, database=None, derandomize=True,
-                   suppress_health_check=list(HealthCheck))
+        @hsettings(
+            max_examples=40, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
         def check(case) -> None:  # noqa: ANN001
             for headers in ({}, {"Authorization": f"Bearer {STAFF_TOKEN}"}):
                 response = case.call(headers=headers)
                 seen_statuses.add(response.status_code)
-                assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
-                                                     response.text[:300])
+                assert response.status_code < 500, (
+                    case.method,
+                    case.formatted_path,
+                    response.status_code,
+                    response.text[:300],
+                )
 
         check()
     assert {200, 401} <= seen_statuses  # the generator reached both sides of the auth wall
@@ -80,8 +86,10 @@ def test_huge_episode_file_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("date_line", ["1 Jan 9999", "31 Feb 2024", "0 Jan 2024", "2024-13-01", "1 Jan 0001",
-                                       "99999999999999999999 Jan 2024"])
+@pytest.mark.parametrize(
+    "date_line",
+    ["1 Jan 9999", "31 Feb 2024", "0 Jan 2024", "2024-13-01", "1 Jan 0001", "99999999999999999999 Jan 2024"],
+)
 def test_absurd_dates_exit_2(tmp_path, date_line):
     p = tmp_path / "ep.txt"
     p.write_text(f"Title\n\n{date_line}\n\nIntro.\n")
@@ -89,8 +97,9 @@ def test_absurd_dates_exit_2(tmp_path, date_line):
     assert proc.returncode == 2 and "ep.txt" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("encoding, ok", [("utf-16", True), ("utf-8-sig", True), ("cp1252", False),
-                                          ("shift_jis", False)])
+@pytest.mark.parametrize(
+    "encoding, ok", [("utf-16", True), ("utf-8-sig", True), ("cp1252", False), ("shift_jis", False)]
+)
 def test_encodings(tmp_path, encoding, ok):
     p = tmp_path / "ep.txt"
     p.write_bytes("Tïtle – ¥ ’quote’\n\n1 Jan 2024\n\nIntro café.\n".encode(encoding, errors="replace"))

@@ -71,7 +71,8 @@ def test_unsubscribe_tokens_are_signed(settings):
     token = unsubscribe_token(settings, "a@example.org")
     # the itsdangerous format every link already sent carries
     assert token == URLSafeSerializer(settings.signing_key, salt="newsletter.unsubscribe").dumps(
-        {"e": "a@example.org", "l": settings.list_id})
+        {"e": "a@example.org", "l": settings.list_id}
+    )
     assert read_unsubscribe_token(settings, token) == "a@example.org"
     with pytest.raises(BadSignature):
         read_unsubscribe_token(settings, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
@@ -111,9 +112,15 @@ def test_same_bytes_but_date_for_the_same_recipient(template):
     assert without_date(a) != without_date(c)
 
 
-@pytest.mark.parametrize("name", [
-    "Eve\r\nBcc: victim@example.org", "Eve\nSubject: pwned", 'Eve" <evil@example.org>, "x', "Eve\x00\x0b",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Eve\r\nBcc: victim@example.org",
+        "Eve\nSubject: pwned",
+        'Eve" <evil@example.org>, "x',
+        "Eve\x00\x0b",
+    ],
+)
 def test_no_header_injection_through_name(template, name):
     raw, _ = template.build(Recipient("reader@example.org", name))
     heads = header_lines(raw)
@@ -124,8 +131,9 @@ def test_no_header_injection_through_name(template, name):
     assert msg["Bcc"] is None
 
 
-@pytest.mark.parametrize("addr", ["a@example.org\r\nBcc: x@example.org", "a@example.org, b@example.org",
-                                  "<a@example.org>", ""])
+@pytest.mark.parametrize(
+    "addr", ["a@example.org\r\nBcc: x@example.org", "a@example.org, b@example.org", "<a@example.org>", ""]
+)
 def test_bad_recipient_address_is_refused(template, addr):
     with pytest.raises(InputError):
         template.build(Recipient(addr))

@@ -60,8 +60,9 @@ def test_document_head_rules(sample_html):
     assert sample_html.startswith("<!DOCTYPE html>")
     root = doc(sample_html)
     assert root.get("lang") == "en" and root.get("dir") == "ltr"
-    metas = {(m.get("name") or m.get("http-equiv") or ("charset" if m.get("charset") else "")): m
-             for m in root.iter("meta")}
+    metas = {
+        (m.get("name") or m.get("http-equiv") or ("charset" if m.get("charset") else "")): m for m in root.iter("meta")
+    }
     assert metas["charset"].get("charset").lower() == "utf-8"
     assert "width=device-width" in metas["viewport"].get("content")
     assert metas["color-scheme"].get("content") == "light dark"
@@ -173,8 +174,10 @@ def test_no_html_entity_inside_css(sample_html, image_html):
 
 
 def test_font_check_can_fail():
-    bad = ('<html><body><table><tr><td><p style="font-family:&#39;Segoe UI&#39;, Arial">x</p>'
-           '<p>no font</p></td></tr></table></body></html>')
+    bad = (
+        '<html><body><table><tr><td><p style="font-family:&#39;Segoe UI&#39;, Arial">x</p>'
+        "<p>no font</p></td></tr></table></body></html>"
+    )
     [first, second] = text_elements(bad)
     assert _font_of(second) is None
     assert _font_of(first).split(",")[-1].strip() not in GENERIC_FAMILIES
@@ -186,14 +189,14 @@ def test_mobile_and_dark_rules_survive_with_important(sample_html):
     assert "@media screen and (max-width: 600px)" in joined
     assert "@media (prefers-color-scheme: dark)" in joined
     assert "[data-ogsc]" in joined
-    dark = joined[joined.index("prefers-color-scheme: dark"):]
+    dark = joined[joined.index("prefers-color-scheme: dark") :]
     assert f"background-color: {DARK['card']} !important" in dark
     # and the inlined (light) styles are on the elements themselves
     assert f"color:{LIGHT['text']}" in sample_html.replace(" ", "")
 
 
 def _luminance(hex_colour: str) -> float:
-    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
@@ -233,9 +236,21 @@ FAMILIES = {"gmail": None, "apple-mail": None, "yahoo": None, "outlook": {"outlo
 # issue requires them (doctype, lang, meta) whatever a client does with them.
 SHELL = {"html", "head", "meta", "title", "style", "body"}
 ELEMENT_FEATURES = {
-    "a": None, "div": "html-div", "p": "html-p", "strong": "html-strong", "table": "html-table",
-    "tr": "html-table", "td": "html-table", "h1": "html-h1-h6", "h2": "html-h1-h6", "h3": "html-h1-h6",
-    "ul": "html-lists", "li": "html-lists", "img": "html-img", "span": "html-span", "br": None,
+    "a": None,
+    "div": "html-div",
+    "p": "html-p",
+    "strong": "html-strong",
+    "table": "html-table",
+    "tr": "html-table",
+    "td": "html-table",
+    "h1": "html-h1-h6",
+    "h2": "html-h1-h6",
+    "h3": "html-h1-h6",
+    "ul": "html-lists",
+    "li": "html-lists",
+    "img": "html-img",
+    "span": "html-span",
+    "br": None,
 }
 # Properties caniemail has no page for: `color` and `font-family` (CSS1, universal) and Outlook's
 # own `mso-*`.

@@ -31,9 +31,12 @@ def campaign_status(campaign_id: int) -> dict:
 
 
 def wait_done(campaign_id: int, timeout: float = 120, stack=None) -> dict:  # noqa: ANN001
-    return wait_for(lambda: (st := campaign_status(campaign_id))["state"] == "done" and st, timeout,
-                    f"campaign {campaign_id} to finish",
-                    details=lambda: f"{campaign_status(campaign_id)}\n{stack.logs() if stack else ''}")
+    return wait_for(
+        lambda: (st := campaign_status(campaign_id))["state"] == "done" and st,
+        timeout,
+        f"campaign {campaign_id} to finish",
+        details=lambda: f"{campaign_status(campaign_id)}\n{stack.logs() if stack else ''}",
+    )
 
 
 @pytest.fixture
@@ -46,8 +49,7 @@ def fast_retries(monkeypatch):
     reset_settings()
 
 
-def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fast_retries, stack, seed_path,
-                                           tmp_path):
+def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fast_retries, stack, seed_path, tmp_path):
     emails = seed_subscribers(500)
     settings = get_settings()
     episode = load_episode(seed_path, settings.tz)
@@ -65,8 +67,19 @@ def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fas
     expected, _ = template.build(Recipient("reader7@example.org", "Reader 7"))
     assert without_date(sample.data) == without_date(expected)
     rendered = tmp_path / "render"
-    cli("render", seed_path, "--out", rendered, "--to", "reader7@example.org", "--name", "Reader 7",
-        "--as-of", result.campaign.as_of.isoformat(), check=True)
+    cli(
+        "render",
+        seed_path,
+        "--out",
+        rendered,
+        "--to",
+        "reader7@example.org",
+        "--name",
+        "Reader 7",
+        "--as-of",
+        result.campaign.as_of.isoformat(),
+        check=True,
+    )
     assert without_date(sample.data) == without_date((rendered / "message.eml").read_bytes())
     with session_scope() as session:
         mids = {d.message_id for d in session.scalars(select(Delivery))}
@@ -76,13 +89,17 @@ def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fas
     again = publish_episode(episode, settings)
     assert not again.created and again.campaign.id == result.campaign.id
     stack.start_beat()
-    wait_for(lambda: b"worker.tasks.sweep" in b"".join(p.read_bytes() for p in stack.log_dir.glob("beat-*.log")),
-             30, "beat to run a sweep")
+    wait_for(
+        lambda: b"worker.tasks.sweep" in b"".join(p.read_bytes() for p in stack.log_dir.glob("beat-*.log")),
+        30,
+        "beat to run a sweep",
+    )
     assert sum(smtp_server.handler.per_recipient().values()) == 500
 
 
-def test_a_worker_shutting_down_ends_its_smtp_sessions_with_quit(database, redis_url, smtp_server, fast_retries,
-                                                                  stack, seed_path):
+def test_a_worker_shutting_down_ends_its_smtp_sessions_with_quit(
+    database, redis_url, smtp_server, fast_retries, stack, seed_path
+):
     seed_subscribers(40)
     settings = get_settings()
     stack.start_worker()
@@ -94,8 +111,9 @@ def test_a_worker_shutting_down_ends_its_smtp_sessions_with_quit(database, redis
     assert sessions["quit"] == sessions["ehlo"], stack.logs()
 
 
-def test_temporary_failures_retry_and_permanent_ones_suppress(database, redis_url, smtp_server, fast_retries,
-                                                              stack, seed_path, tmp_path):
+def test_temporary_failures_retry_and_permanent_ones_suppress(
+    database, redis_url, smtp_server, fast_retries, stack, seed_path, tmp_path
+):
     emails = seed_subscribers(60)
     handler = smtp_server.handler
     for e in emails[:10]:
@@ -132,8 +150,9 @@ def test_temporary_failures_retry_and_permanent_ones_suppress(database, redis_ur
     assert sum(handler.attempts[e] for e in emails[20:25]) == before
 
 
-def test_sigkill_mid_campaign_loses_nobody(database, redis_url, smtp_server, fast_retries, stack, seed_path,
-                                          monkeypatch):
+def test_sigkill_mid_campaign_loses_nobody(
+    database, redis_url, smtp_server, fast_retries, stack, seed_path, monkeypatch
+):
     monkeypatch.setenv("NEWSLETTER_SEND_RATE", "150")  # slow enough to kill it mid-way
     reset_settings()
     emails = seed_subscribers(500)
@@ -158,14 +177,17 @@ def test_sigkill_mid_campaign_loses_nobody(database, redis_url, smtp_server, fas
     assert missing == []  # nobody silently lost: not received means reported uncertain
     assert duplicates <= killed
     assert st["uncertain"] <= killed  # at most one in-flight message per killed process
-    print(f"\nkill test: {killed} processes killed after {sent_at_kill} sends; "
-          f"{st['sent']} sent, {st['uncertain']} uncertain, {duplicates} duplicates")
+    print(
+        f"\nkill test: {killed} processes killed after {sent_at_kill} sends; "
+        f"{st['sent']} sent, {st['uncertain']} uncertain, {duplicates} duplicates"
+    )
     assert all(rows[e] in ("sent", "uncertain") for e in emails)
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
-def test_each_row_is_durably_sending_before_its_content_arrives(database, smtp_server, seed_path, pipelining,
-                                                               monkeypatch):
+def test_each_row_is_durably_sending_before_its_content_arrives(
+    database, smtp_server, seed_path, pipelining, monkeypatch
+):
     """The ledger write overlaps the envelope round trip, but the content waits for its commit:
     read from another connection the moment each message arrives, its row already says 'sending'."""
     from worker.sending import Sender

@@ -25,8 +25,11 @@ def all_subscribers() -> dict[str, tuple[str, str]]:
 
 
 def test_import_validates_dedupes_and_reports_lines(database, tmp_path):
-    p = write(tmp_path, "Email,Name\nada@example.com,Ada\nnot-an-email,Bad\nADA@EXAMPLE.COM,Dup\n"
-                        "grace@Example.COM,Grace\n,empty\nbob@example,No TLD\n")
+    p = write(
+        tmp_path,
+        "Email,Name\nada@example.com,Ada\nnot-an-email,Bad\nADA@EXAMPLE.COM,Dup\n"
+        "grace@Example.COM,Grace\n,empty\nbob@example,No TLD\n",
+    )
     with session_scope() as s:
         report = import_csv(s, p)
     assert report.added == 2 and report.duplicates == 1
@@ -54,12 +57,14 @@ def test_reimport_is_harmless_and_never_reactivates(database, tmp_path):
 
 
 def test_hostile_csv(database, tmp_path):
-    rows = [b"email,name",
-            b'"broken@example.com,"unclosed quote',
-            b"ok1@example.com,=HYPERLINK(\"http://evil\")",
-            b'crlf@example.com,"Line\r\nBreak"',
-            b"latin@example.com,Jos\xe9",
-            b"ok2@example.com,Fine"]
+    rows = [
+        b"email,name",
+        b'"broken@example.com,"unclosed quote',
+        b'ok1@example.com,=HYPERLINK("http://evil")',
+        b'crlf@example.com,"Line\r\nBreak"',
+        b"latin@example.com,Jos\xe9",
+        b"ok2@example.com,Fine",
+    ]
     p = write(tmp_path, b"\n".join(rows) + b"\n")
     with session_scope() as s:
         report = import_csv(s, p)
@@ -114,7 +119,14 @@ def test_cli_import_list_count_remove(tmp_path):
     assert json.loads(run("subscribers", "count").stdout)["active"] == 1
     assert run("subscribers", "remove", "ada@example.com").returncode == 0
     assert json.loads(run("subscribers", "count").stdout) == {
-        "pending": 0, "active": 0, "unsubscribed": 1, "bounced": 0, "complained": 0, "suppressed": 0, "erased": 0}
+        "pending": 0,
+        "active": 0,
+        "unsubscribed": 1,
+        "bounced": 0,
+        "complained": 0,
+        "suppressed": 0,
+        "erased": 0,
+    }
     listed = json.loads(run("subscribers", "list", "--json").stdout)
     assert listed == [{"email": "ada@example.com", "name": "Ada", "status": "unsubscribed"}]
     assert run("subscribers", "remove", "nobody@example.com").returncode == 2

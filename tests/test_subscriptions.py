@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from worker.db import session_scope
 from worker.errors import NotFound, TransitionRefused
-from worker.models import Subscriber, SubscriberStatus as S
+from worker.models import Subscriber
+from worker.models import SubscriberStatus as S
 from worker.subscriptions import TRANSITIONS, Actor, allowed, suppress, transition, unsubscribe
 
 
@@ -73,13 +74,19 @@ def test_lenient_unsubscribe_and_unknown_address(database):
 
 
 def test_suppress_is_one_conditional_update(database):
-    active, complained, erased = add("a@example.com", S.ACTIVE), add("c@example.com", S.COMPLAINED), \
-        add("e@example.com", S.ERASED)
+    active, complained, erased = (
+        add("a@example.com", S.ACTIVE),
+        add("c@example.com", S.COMPLAINED),
+        add("e@example.com", S.ERASED),
+    )
     with session_scope() as s:
         assert suppress(s, active, S.BOUNCED, "550 5.1.1 no such user")
         assert not suppress(s, active, S.BOUNCED, "again")  # already bounced: nothing to do
         assert suppress(s, active, S.COMPLAINED, "feedback loop")
         assert not suppress(s, complained, S.BOUNCED)  # a complaint is not downgraded
         assert not suppress(s, erased, S.BOUNCED)
-    assert [status_of(e) for e in ("a@example.com", "c@example.com", "e@example.com")] == \
-        [S.COMPLAINED, S.COMPLAINED, S.ERASED]
+    assert [status_of(e) for e in ("a@example.com", "c@example.com", "e@example.com")] == [
+        S.COMPLAINED,
+        S.COMPLAINED,
+        S.ERASED,
+    ]

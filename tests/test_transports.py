@@ -63,6 +63,7 @@ def test_confirm_comes_between_envelope_and_content(pipelining):
         def confirm() -> bool:  # what the server had seen of this recipient when we were asked
             asked.append((rcpt, handler.attempts[rcpt], handler.per_recipient().get(rcpt, 0)))
             return go
+
         return confirm
 
     def broken() -> bool:
@@ -144,8 +145,10 @@ def test_maildir_writes_whole_messages(tmp_path):
     assert not list((tmp_path / "box" / "tmp").iterdir())
 
 
-@pytest.mark.parametrize("url, kind", [("maildir:var/out", MaildirTransport), ("smtp://h:25", SMTPTransport),
-                                       ("smtps://u:p@h", SMTPTransport)])
+@pytest.mark.parametrize(
+    "url, kind",
+    [("maildir:var/out", MaildirTransport), ("smtp://h:25", SMTPTransport), ("smtps://u:p@h", SMTPTransport)],
+)
 def test_transport_by_url(url, kind, tmp_path):
     s = Settings(mail_url=url, var_dir=tmp_path)
     assert isinstance(get_transport(s), kind)
@@ -156,8 +159,11 @@ def test_unknown_transport_is_a_config_error():
         get_transport(Settings(mail_url="carrier-pigeon://x"))
 
 
-@pytest.mark.parametrize("body", [b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\n.\r\nend.\r\n",
-                                  b".first\r\n\r\n.\r\n"], ids=["lines", "first-byte"])
+@pytest.mark.parametrize(
+    "body",
+    [b"Subject: dots\r\n\r\n.leading dot\r\n..two\r\n.\r\n.\r\nend.\r\n", b".first\r\n\r\n.\r\n"],
+    ids=["lines", "first-byte"],
+)
 @pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
 def test_dot_stuffing_survives(pipelining, body):
     from .smtp_server import FaultyHandler
@@ -180,8 +186,11 @@ class Sink:
 
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(delete=False)
-        self.proc = subprocess.Popen([SINK, "-u", "nobody", "-c", *extra, f"127.0.0.1:{self.port}", "100"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [SINK, "-u", "nobody", "-c", *extra, f"127.0.0.1:{self.port}", "100"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: _connects(self.port), 10, "smtp-sink to listen")
 
     def count(self) -> int:
@@ -215,8 +224,11 @@ def test_pipelining_against_postfix_smtp_sink():
         assert sink.stop() == 50
 
 
-@pytest.mark.parametrize("fault", [["-Q", "rcpt"], ["-q", "data"], ["-q", "."]],
-                         ids=["421-at-rcpt", "vanish-at-data", "vanish-after-content"])
+@pytest.mark.parametrize(
+    "fault",
+    [["-Q", "rcpt"], ["-q", "data"], ["-q", "."]],
+    ids=["421-at-rcpt", "vanish-at-data", "vanish-after-content"],
+)
 def test_pipelined_disconnects_are_temporary(fault):
     sink = Sink(*fault)
     try:
@@ -234,10 +246,14 @@ def test_what_a_5xx_means_depends_on_the_stage(pipelining):
 
     from .smtp_server import FaultyHandler
 
-    handler = FaultyHandler(pipelining=pipelining, data_replies={
-        "big@example.org": "552 5.3.4 message too big",
-        "spam@example.org": "554 5.7.1 message rejected as spam",
-        "gone@example.org": "550 5.1.1 user unknown"})
+    handler = FaultyHandler(
+        pipelining=pipelining,
+        data_replies={
+            "big@example.org": "552 5.3.4 message too big",
+            "spam@example.org": "554 5.7.1 message rejected as spam",
+            "gone@example.org": "550 5.1.1 user unknown",
+        },
+    )
     handler.permfail.add("nouser@example.org")
     with SMTPServer(handler) as server:
         t = SMTPTransport(server.url, timeout=10)
@@ -247,8 +263,12 @@ def test_what_a_5xx_means_depends_on_the_stage(pipelining):
                 t.send("a@example.org", rcpt, MSG)
             outcomes[rcpt] = info.value.suppress
         # content refused: this delivery failed, the address stays; the mailbox refused: suppressed
-        assert outcomes == {"big@example.org": False, "spam@example.org": False,
-                            "gone@example.org": True, "nouser@example.org": True}
+        assert outcomes == {
+            "big@example.org": False,
+            "spam@example.org": False,
+            "gone@example.org": True,
+            "nouser@example.org": True,
+        }
         t.send("a@example.org", "fine@example.org", MSG)  # the connection is still usable
         handler.sender_reply = "553 5.7.1 sender address rejected"
         with pytest.raises(SenderRefused) as refused:

@@ -66,14 +66,21 @@ def test_unsubscribe_get_confirms_post_acts(client):
     assert again.status_code == 200 and status_of("reader1@example.org") == "unsubscribed"
 
 
-@pytest.mark.parametrize("mutate, code", [
-    (lambda t: t[:-3] + ("abc" if not t.endswith("abc") else "xyz"), 400),  # tampered signature
-    (lambda t: t[: len(t) // 2], 400),  # truncated
-    (lambda t: unsubscribe_token(Settings(secret_key="other", list_id=get_settings().list_id),
-                                 "reader2@example.org"), 400),  # signed with another key
-    (lambda t: unsubscribe_token(get_settings(), "stranger@example.org"), 404),  # valid, unknown address
-    (lambda t: "not-a-token", 400),
-])
+@pytest.mark.parametrize(
+    "mutate, code",
+    [
+        (lambda t: t[:-3] + ("abc" if not t.endswith("abc") else "xyz"), 400),  # tampered signature
+        (lambda t: t[: len(t) // 2], 400),  # truncated
+        (
+            lambda t: unsubscribe_token(
+                Settings(secret_key="other", list_id=get_settings().list_id), "reader2@example.org"
+            ),
+            400,
+        ),  # signed with another key
+        (lambda t: unsubscribe_token(get_settings(), "stranger@example.org"), 404),  # valid, unknown address
+        (lambda t: "not-a-token", 400),
+    ],
+)
 def test_bad_tokens_change_nothing(client, mutate, code):
     token = mutate(unsubscribe_token(get_settings(), "reader2@example.org"))
     assert client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == code
@@ -90,8 +97,9 @@ def test_one_token_cannot_unsubscribe_someone_else(client):
     assert status_of("reader1@example.org") == "active"
 
 
-@pytest.mark.parametrize("method, path", [("get", f"/preview/{SLUG}"), ("get", "/campaigns/1"),
-                                          ("post", "/staff/test-sends")])
+@pytest.mark.parametrize(
+    "method, path", [("get", f"/preview/{SLUG}"), ("get", "/campaigns/1"), ("post", "/staff/test-sends")]
+)
 def test_staff_endpoints_need_credentials(client, method, path):
     assert getattr(client, method)(path).status_code == 401
     assert getattr(client, method)(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -111,12 +119,18 @@ def test_staff_with_credentials(client):
 
 
 def test_staff_test_send_goes_only_to_allowed_addresses(smtp_server, client):
-    ok = client.post("/staff/test-sends", headers=BEARER,
-                     json={"episode": SLUG, "to": ["staff@news.example.org", "Someone@Team.example.org"]})
+    ok = client.post(
+        "/staff/test-sends",
+        headers=BEARER,
+        json={"episode": SLUG, "to": ["staff@news.example.org", "Someone@Team.example.org"]},
+    )
     assert ok.status_code == 200, ok.text
     assert [r["ok"] for r in ok.json()] == [True, True]
-    refused = client.post("/staff/test-sends", headers=BEARER,
-                          json={"episode": SLUG, "to": ["staff@news.example.org", "reader0@example.org"]})
+    refused = client.post(
+        "/staff/test-sends",
+        headers=BEARER,
+        json={"episode": SLUG, "to": ["staff@news.example.org", "reader0@example.org"]},
+    )
     assert refused.status_code == 403  # one bad address refuses the whole request: no partial send
     got = smtp_server.handler.per_recipient()
     assert got == {"staff@news.example.org": 1, "someone@team.example.org": 1}
@@ -151,8 +165,14 @@ def test_body_over_the_limit_is_413(client, monkeypatch):
         r = c.post("/staff/test-sends", headers=BEARER, content=b"x" * 5000)
         assert r.status_code == 413
         token = unsubscribe_token(get_settings(), "reader0@example.org")
-        assert c.post(f"/unsubscribe/{token}", content=b"a=" + b"x" * 5000,
-                      headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 413
+        assert (
+            c.post(
+                f"/unsubscribe/{token}",
+                content=b"a=" + b"x" * 5000,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ).status_code
+            == 413
+        )
     assert status_of("reader0@example.org") == "active"
 
 
@@ -183,7 +203,9 @@ def load_episode_from_db():
 
 def test_preview_form_refuses_cross_site_posts(smtp_server, client):
     path = f"/preview/{SLUG}/send-test"
-    evil = client.post(path, headers={**BEARER, "Origin": "https://evil.example"}, data={"to": "staff@news.example.org"})
+    evil = client.post(
+        path, headers={**BEARER, "Origin": "https://evil.example"}, data={"to": "staff@news.example.org"}
+    )
     assert evil.status_code == 403
     same = client.post(path, headers={**BEARER, "Origin": "http://testserver"}, data={"to": "staff@news.example.org"})
     assert same.status_code == 200 and "Test email sent" in same.text

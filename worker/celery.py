@@ -30,8 +30,9 @@ def make_app() -> Celery:
         broker_connection_retry_on_startup=True,
         # Only Redis knows a visibility timeout (the SQLAlchemy transport passes these options to
         # create_engine, which refuses unknown ones).
-        broker_transport_options=({"visibility_timeout": VISIBILITY_TIMEOUT}
-                                  if settings.broker_url.startswith(("redis", "rediss")) else {}),
+        broker_transport_options=(
+            {"visibility_timeout": VISIBILITY_TIMEOUT} if settings.broker_url.startswith(("redis", "rediss")) else {}
+        ),
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={

@@ -13,6 +13,8 @@ the text compares in order with the values already stored.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from sqlalchemy import DateTime, Engine, bindparam, func, literal_column, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -42,8 +44,7 @@ def db_now(bind: Session | Engine | str, offset: float = 0.0) -> ColumnElement:
     if not offset:
         return literal_column(SQLITE_NOW, DateTime(timezone=True))
     modifier = f"{float(offset):+.6f} seconds"  # a formatted float: nothing to escape
-    return literal_column(f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '{modifier}') || '000')",
-                          DateTime(timezone=True))
+    return literal_column(f"(strftime('%Y-%m-%d %H:%M:%f', 'now', '{modifier}') || '000')", DateTime(timezone=True))
 
 
 def seconds_until(bind: Session, column: ColumnElement) -> ColumnElement:
@@ -55,9 +56,9 @@ def seconds_until(bind: Session, column: ColumnElement) -> ColumnElement:
 
 def read_now(session: Session):  # noqa: ANN201
     """The database's time now, as a timezone-aware datetime (for display and tests)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     value = session.scalar(select(db_now(session)))
     if isinstance(value, str):  # SQLite hands the text back through a literal column
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

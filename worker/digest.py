@@ -9,13 +9,13 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import icalendar
 
 from .episodes import Episode, Event, Link
-from .text import clean_line, safe_url
 from .settings import Settings
+from .text import clean_line, safe_url
 
 PREHEADER_MAX = 150
 MAX_HIGHLIGHTS = 5
@@ -66,7 +66,7 @@ def send_time(settings: Settings, as_of: datetime | None = None) -> datetime:
     value is read in `settings.tz`. Returns an aware datetime.
     """
     if as_of is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     return as_of if as_of.tzinfo else as_of.replace(tzinfo=settings.tz)
 
 
@@ -111,14 +111,15 @@ def truncate_words(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
-    if " " in cut[limit // 2:]:
+    if " " in cut[limit // 2 :]:
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,;:–—-") + "…"
 
 
 # -- highlights: a deterministic extractive summary (Luhn-style word salience) -------------
 
-_STOPWORDS = frozenset("""
+_STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are aren't as at be because been before
 being below between both but by can could did do does doing down during each even few for from
 further had has have having he her here hers herself him himself his how i i'm i'd i'll i've if in
@@ -130,7 +131,8 @@ us very via was we we're we've we'll well were what when where which while who w
 within without would yet you your yours yourself also still across around another every get got
 going know lot lots make made next part put see seen take think time way ways week weeks month
 months year years today episode podcast welcome hello thanks thank wrap
-""".split())
+""".split()
+)
 _SENTENCE = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9£$€])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
 
@@ -159,8 +161,9 @@ def highlights(transcript: tuple[str, ...], k: int = MAX_HIGHLIGHTS) -> tuple[st
     sents = _sentences(transcript)
     # On a long transcript the first and last paragraphs are the welcome and the sign-off.
     edges = {0, len(transcript) - 1} if len(transcript) >= 6 else set()
-    candidates = [(i, s) for i, (p, _, s) in enumerate(sents)
-                  if p not in edges and 8 <= len(_words(s)) <= 70 and len(s) <= 600]
+    candidates = [
+        (i, s) for i, (p, _, s) in enumerate(sents) if p not in edges and 8 <= len(_words(s)) <= 70 and len(s) <= 600
+    ]
     # Whole sentences that fit are better than cut ones; cut only when too few fit.
     fitting = [c for c in candidates if len(c[1]) <= HIGHLIGHT_MAX_CHARS]
     if len(fitting) >= min(k, MIN_HIGHLIGHTS):
@@ -201,6 +204,7 @@ def highlights(transcript: tuple[str, ...], k: int = MAX_HIGHLIGHTS) -> tuple[st
 
 
 # -- the event banner and its calendar file -------------------------------------------------
+
 
 def _fmt_time(dt: datetime) -> str:
     hour = dt.hour % 12 or 12
@@ -243,13 +247,13 @@ def event_ics(event: Event, episode: Episode, settings: Settings, web_url: str) 
     cal.add("method", "PUBLISH")
     ev = icalendar.Event()
     ev.add("uid", f"{episode.slug}-event@{settings.sender_domain}")
-    ev.add("dtstamp", datetime.combine(episode.date, datetime.min.time(), timezone.utc))
+    ev.add("dtstamp", datetime.combine(episode.date, datetime.min.time(), UTC))
     if event.all_day:
         ev.add("dtstart", event.starts.date())
         ev.add("dtend", (event.ends or event.starts + timedelta(days=1)).date())
     else:
-        ev.add("dtstart", event.starts.astimezone(timezone.utc))
-        ev.add("dtend", event.finishes.astimezone(timezone.utc))
+        ev.add("dtstart", event.starts.astimezone(UTC))
+        ev.add("dtend", event.finishes.astimezone(UTC))
     ev.add("summary", event.title)
     if event.venue:
         ev.add("location", event.venue)

@@ -10,8 +10,7 @@ class NewsletterError(Exception):
 class InputError(NewsletterError):
     """Bad user input (episode, CSV, argument). The CLI exits 2 with `str(error)`."""
 
-    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
-                 field: str | None = None):
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None, field: str | None = None):
         self.message = message
         self.source = source
         self.line = line

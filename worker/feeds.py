@@ -14,10 +14,10 @@ import hashlib
 import logging
 import time
 import xml.sax
-from xml.parsers.expat import errors as expat_errors
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from xml.parsers.expat import errors as expat_errors
 
 import defusedxml.ElementTree as SafeET
 import feedparser
@@ -64,6 +64,7 @@ class PollReport:
 
 # -- fetching and parsing ---------------------------------------------------------------------
 
+
 def fetch(url: str, etag: str | None = None, modified: str | None = None) -> tuple[bytes | None, dict]:
     """The feed's bytes (None for 304 Not Modified) and the caching headers to keep
     ({"etag": …, "modified": …} for HTTP, {} for files). `url` is http(s), file: or a path;
@@ -97,8 +98,10 @@ def fetch(url: str, etag: str | None = None, modified: str | None = None) -> tup
                     if size > MAX_FEED_BYTES:
                         raise FeedError(f"{url}: larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
                     chunks.append(chunk)
-                return b"".join(chunks), {"etag": resp.headers.get("etag"),
-                                          "modified": resp.headers.get("last-modified")}
+                return b"".join(chunks), {
+                    "etag": resp.headers.get("etag"),
+                    "modified": resp.headers.get("last-modified"),
+                }
     except httpx.HTTPError as exc:
         raise FeedError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
@@ -130,19 +133,24 @@ def parse_feed(data: bytes, source: str) -> feedparser.FeedParserDict:
 
 # -- polling -----------------------------------------------------------------------------------
 
+
 def _claim_item(session: Session, source: str, key: str) -> bool:
     """Insert the seen row; True only for the one poller whose insert took."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = session.execute(
-        insert(SeenItem).values(source=source, item_key=key, seen_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["source", "item_key"]).returning(SeenItem.id))
+        insert(SeenItem)
+        .values(source=source, item_key=key, seen_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["source", "item_key"])
+        .returning(SeenItem.id)
+    )
     return result.first() is not None
 
 
 def _feed_row(session: Session, url: str) -> Feed:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Feed).values(url=url, title="", primed=0, failures=0)
-                    .on_conflict_do_nothing(index_elements=["url"]))
+    session.execute(
+        insert(Feed).values(url=url, title="", primed=0, failures=0).on_conflict_do_nothing(index_elements=["url"])
+    )
     return session.scalars(select(Feed).where(Feed.url == url)).one()
 
 
@@ -164,7 +172,7 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
         return report
     published: list[int] = []
     seen = _seen_keys(settings, url)
-    for entry in (parsed.entries if parsed else []):
+    for entry in parsed.entries if parsed else []:
         key = item_key(entry)
         if key in seen:  # known items are not converted again on every poll
             report.seen += 1
@@ -242,13 +250,21 @@ def _seen_keys(settings: Settings, source: str) -> set[str]:
         return set(session.scalars(select(SeenItem.item_key).where(SeenItem.source == source)))
 
 
-def _publish_item(session: Session, source: str, key: str, episode: Episode, settings: Settings,
-                  report: PollReport, published: list[int]) -> None:
+def _publish_item(
+    session: Session,
+    source: str,
+    key: str,
+    episode: Episode,
+    settings: Settings,
+    report: PollReport,
+    published: list[int],
+) -> None:
     """The new item's campaign (a draft when NEWSLETTER_AUTO_SEND is off), written in the
     transaction that recorded the item as seen."""
     result = create_campaign(session, episode, settings, draft=not settings.auto_send)
-    session.execute(update(SeenItem).where(SeenItem.source == source, SeenItem.item_key == key)
-                    .values(episode_id=result.episode.id))
+    session.execute(
+        update(SeenItem).where(SeenItem.source == source, SeenItem.item_key == key).values(episode_id=result.episode.id)
+    )
     if result.created:
         report.new.append(result.episode.slug)  # the recorded slug, suffixed if it collided
         if result.campaign.status == CampaignStatus.SENDING:

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,7 @@ D = DeliveryStatus
 
 # -- episodes and campaigns -------------------------------------------------------------------
 
+
 def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, bool]:
     """The episode's row, created if new. The guid says which episode it is; a different episode
     whose slug is taken (same title, same day) gets a suffixed slug. Safe under races."""
@@ -53,9 +54,14 @@ def record_episode(session: Session, episode: Episode) -> tuple[EpisodeRecord, b
     if session.scalar(select(EpisodeRecord.id).where(EpisodeRecord.slug == slug)):
         slug = f"{slug[:190]}-{hashlib.sha256(episode.guid.encode()).hexdigest()[:8]}"
         episode = dataclasses.replace(episode, slug=slug)
-    row = EpisodeRecord(guid=episode.guid, slug=episode.slug, title=episode.title,
-                        published_on=datetime.combine(episode.date, datetime.min.time(), timezone.utc),
-                        source=episode.source, data=episode.to_json())
+    row = EpisodeRecord(
+        guid=episode.guid,
+        slug=episode.slug,
+        title=episode.title,
+        published_on=datetime.combine(episode.date, datetime.min.time(), UTC),
+        source=episode.source,
+        data=episode.to_json(),
+    )
     return _insert_or_find(session, row, select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
 
 
@@ -81,8 +87,9 @@ class PublishResult:
     episode: EpisodeRecord
 
 
-def create_campaign(session: Session, episode: Episode, settings: Settings, *, as_of: datetime | None = None,
-                    draft: bool = False) -> PublishResult:
+def create_campaign(
+    session: Session, episode: Episode, settings: Settings, *, as_of: datetime | None = None, draft: bool = False
+) -> PublishResult:
     """One campaign per episode, rendered once, its audience frozen into delivery rows in one
     INSERT ... SELECT. Publishing an episode that already has a campaign returns that campaign."""
     from .message import compose
@@ -96,9 +103,16 @@ def create_campaign(session: Session, episode: Episode, settings: Settings, *, a
     as_of = as_of or utcnow()
     template = compose(episode, settings, as_of)
     r = template.rendered
-    campaign = Campaign(episode_id=record.id, subject=r.subject, html=r.html, text=r.text, nonce=r.nonce,
-                        ics=template.ics.decode() if template.ics else None, as_of=as_of,
-                        status=CampaignStatus.DRAFT if draft else CampaignStatus.SENDING)
+    campaign = Campaign(
+        episode_id=record.id,
+        subject=r.subject,
+        html=r.html,
+        text=r.text,
+        nonce=r.nonce,
+        ics=template.ics.decode() if template.ics else None,
+        as_of=as_of,
+        status=CampaignStatus.DRAFT if draft else CampaignStatus.SENDING,
+    )
     campaign, created = _insert_or_find(session, campaign, select(Campaign).where(Campaign.episode_id == record.id))
     if not created:  # another publisher won the race for this episode
         return PublishResult(campaign, False, record)
@@ -111,15 +125,28 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
     """One delivery row per active subscriber, in bulk. The unique (campaign, subscriber) key
     makes a second call add nobody twice."""
     now = utcnow()
-    sel = select(
-        literal(campaign.id, Delivery.campaign_id.type), Subscriber.id, Subscriber.email, Subscriber.name,
-        literal(D.QUEUED, Delivery.status.type), literal(0, Delivery.attempts.type),
-        literal(now, Delivery.updated_at.type),
-    ).where(Subscriber.status == SubscriberStatus.ACTIVE).where(
-        ~select(Delivery.id).where(Delivery.campaign_id == campaign.id,
-                                   Delivery.subscriber_id == Subscriber.id).exists())
-    session.execute(insert(Delivery).from_select(
-        ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel))
+    sel = (
+        select(
+            literal(campaign.id, Delivery.campaign_id.type),
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            literal(D.QUEUED, Delivery.status.type),
+            literal(0, Delivery.attempts.type),
+            literal(now, Delivery.updated_at.type),
+        )
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .where(
+            ~select(Delivery.id)
+            .where(Delivery.campaign_id == campaign.id, Delivery.subscriber_id == Subscriber.id)
+            .exists()
+        )
+    )
+    session.execute(
+        insert(Delivery).from_select(
+            ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel
+        )
+    )
     # counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here
     total = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign.id))
     added = total - (campaign.total or 0)
@@ -143,6 +170,7 @@ def latest_campaign(session: Session) -> Campaign | None:
 
 # -- claiming and recording -----------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Claimed:
     id: int
@@ -153,9 +181,10 @@ class Claimed:
 
 
 def _due(campaign_id: int, now: datetime):
-    return and_(Delivery.campaign_id == campaign_id,
-                or_(Delivery.status == D.QUEUED,
-                    and_(Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)))
+    return and_(
+        Delivery.campaign_id == campaign_id,
+        or_(Delivery.status == D.QUEUED, and_(Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)),
+    )
 
 
 def claim_batch(session: Session, campaign_id: int, token: str, limit: int, worker: str = "") -> list[Claimed]:
@@ -169,7 +198,8 @@ def claim_batch(session: Session, campaign_id: int, token: str, limit: int, work
     if is_postgres(session):
         ids = ids.with_for_update(skip_locked=True)
     rows = session.execute(
-        update(Delivery).where(Delivery.id.in_(ids.scalar_subquery()))
+        update(Delivery)
+        .where(Delivery.id.in_(ids.scalar_subquery()))
         .values(status=D.CLAIMED, claim_token=token, claimed_at=now, updated_at=now)
         .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.name, Delivery.attempts)
         .execution_options(synchronize_session=False)
@@ -177,13 +207,25 @@ def claim_batch(session: Session, campaign_id: int, token: str, limit: int, work
     claimed = [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]  # by id
     if claimed:
         # People who unsubscribed or bounced after the audience was frozen are skipped.
-        gone = set(session.scalars(select(Subscriber.id).where(
-            Subscriber.id.in_([c.subscriber_id for c in claimed]), Subscriber.status != SubscriberStatus.ACTIVE)))
+        gone = set(
+            session.scalars(
+                select(Subscriber.id).where(
+                    Subscriber.id.in_([c.subscriber_id for c in claimed]), Subscriber.status != SubscriberStatus.ACTIVE
+                )
+            )
+        )
         if gone:
-            session.execute(update(Delivery).where(
-                Delivery.claim_token == token, Delivery.subscriber_id.in_(gone), Delivery.status == D.CLAIMED)
-                .values(status=D.SKIPPED, claim_token=None, last_error="unsubscribed or suppressed before sending",
-                        updated_at=now).execution_options(synchronize_session=False))
+            session.execute(
+                update(Delivery)
+                .where(Delivery.claim_token == token, Delivery.subscriber_id.in_(gone), Delivery.status == D.CLAIMED)
+                .values(
+                    status=D.SKIPPED,
+                    claim_token=None,
+                    last_error="unsubscribed or suppressed before sending",
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
             claimed = [c for c in claimed if c.subscriber_id not in gone]
     else:
         session.execute(delete(Claim).where(Claim.token == token))
@@ -198,8 +240,9 @@ def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = N
     return (rng or random).uniform(step / 2, step)
 
 
-def mark_temporary_failure(session: Session, token: str, delivery_id: int, error: str, attempts: int,
-                           settings: Settings) -> datetime | None:
+def mark_temporary_failure(
+    session: Session, token: str, delivery_id: int, error: str, attempts: int, settings: Settings
+) -> datetime | None:
     """Back to 'retry' with a due time, or 'failed' when out of attempts. Returns the due time."""
     now = utcnow()
     if attempts >= settings.max_attempts:
@@ -209,23 +252,27 @@ def mark_temporary_failure(session: Session, token: str, delivery_id: int, error
         due = now + timedelta(seconds=retry_delay(attempts, settings))
         values = {"status": D.RETRY, "next_attempt_at": due, "last_error": error[:2000]}
     session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
-                               Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
-        .values(claim_token=None, updated_at=now, **values).execution_options(synchronize_session=False))
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(claim_token=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
     session.commit()
     return due
 
 
-def mark_permanent_failure(session: Session, token: str, delivery_id: int, subscriber_id: int, error: str,
-                           *, suppress: bool = True) -> None:
+def mark_permanent_failure(
+    session: Session, token: str, delivery_id: int, subscriber_id: int, error: str, *, suppress: bool = True
+) -> None:
     """A 5xx: failed for good; with `suppress` the address is marked bounced so no campaign tries
     it again."""
     now = utcnow()
     session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.claim_token == token,
-                               Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
         .values(status=D.FAILED, claim_token=None, last_error=error[:2000], updated_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if suppress:
         suppress_subscriber(session, subscriber_id, SubscriberStatus.BOUNCED, error)
     session.commit()
@@ -237,8 +284,11 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
     follow-up from this, so a campaign with retries finishes without the sweeper."""
     from .clock import seconds_until
 
-    seconds = session.scalar(select(seconds_until(session, func.min(Delivery.next_attempt_at))).where(
-        Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY))
+    seconds = session.scalar(
+        select(seconds_until(session, func.min(Delivery.next_attempt_at))).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY
+        )
+    )
     session.commit()
     return None if seconds is None else float(seconds)
 
@@ -246,14 +296,18 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
 def release_claim(session: Session, token: str) -> None:
     """End of a batch: rows still only claimed (not attempted) go back to the queue."""
     now = utcnow()
-    session.execute(update(Delivery).where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)
-                    .values(status=D.QUEUED, claim_token=None, updated_at=now)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(Delivery)
+        .where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)
+        .values(status=D.QUEUED, claim_token=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     session.execute(delete(Claim).where(Claim.token == token))
     session.commit()
 
 
 # -- sweeping, status and resends -----------------------------------------------------------
+
 
 @dataclass
 class SweepReport:
@@ -276,17 +330,24 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
     cutoff = now - timedelta(seconds=settings.claim_lease)
     dead = list(session.scalars(select(Claim.token).where(Claim.heartbeat_at < cutoff)))
     live = select(Claim.token)
-    orphan = and_(Delivery.status.in_([D.CLAIMED, D.SENDING]),
-                  or_(Delivery.claim_token.is_(None), Delivery.claim_token.in_(dead),
-                      Delivery.claim_token.not_in(live)))
+    orphan = and_(
+        Delivery.status.in_([D.CLAIMED, D.SENDING]),
+        or_(Delivery.claim_token.is_(None), Delivery.claim_token.in_(dead), Delivery.claim_token.not_in(live)),
+    )
     report.uncertain = session.execute(
-        update(Delivery).where(orphan, Delivery.status == D.SENDING)
-        .values(status=D.UNCERTAIN, last_error="its worker stopped mid-send; it may or may not have arrived",
-                updated_at=now).execution_options(synchronize_session=False)).rowcount
+        update(Delivery)
+        .where(orphan, Delivery.status == D.SENDING)
+        .values(
+            status=D.UNCERTAIN, last_error="its worker stopped mid-send; it may or may not have arrived", updated_at=now
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     report.requeued = session.execute(
-        update(Delivery).where(orphan, Delivery.status == D.CLAIMED)
+        update(Delivery)
+        .where(orphan, Delivery.status == D.CLAIMED)
         .values(status=D.QUEUED, claim_token=None, updated_at=now)
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if dead:
         session.execute(delete(Claim).where(Claim.token.in_(dead)))
     report.dead_claims = len(dead)
@@ -300,15 +361,22 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
             report.need_work.append(campaign.id)
     session.commit()
     if report.uncertain or report.requeued:
-        log.warning("sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",
-                    report.requeued, report.uncertain, report.dead_claims)
+        log.warning(
+            "sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",
+            report.requeued,
+            report.uncertain,
+            report.dead_claims,
+        )
     return report
 
 
 def _mark_done_if_settled(session: Session, campaign: Campaign, now: datetime) -> bool:
     """A campaign is done when no row is queued, claimed, sending or awaiting retry."""
-    open_rows = session.scalar(select(func.count()).select_from(Delivery).where(
-        Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN)))
+    open_rows = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN))
+    )
     if open_rows:
         return False
     campaign.status = CampaignStatus.DONE
@@ -327,8 +395,11 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
-    rows = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
-                                .group_by(Delivery.status)).all())
+    rows = dict(
+        session.execute(
+            select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
+        ).all()
+    )
     return {s: rows.get(s, 0) for s in D.ALL}
 
 
@@ -341,8 +412,11 @@ def status(session: Session, campaign_id: int) -> dict:
     eta = None
     if open_rows and campaign.status == CampaignStatus.SENDING:
         window = utcnow() - timedelta(seconds=60)
-        recent = session.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.campaign_id == campaign_id, Delivery.status == D.SENT, Delivery.sent_at >= window))
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.campaign_id == campaign_id, Delivery.status == D.SENT, Delivery.sent_at >= window)
+        )
         if recent:
             eta = round(open_rows / (recent / 60.0), 1)
     return {
@@ -360,14 +434,16 @@ def resend_uncertain(session: Session, campaign_id: int) -> int:
     """Put 'uncertain' rows back in the queue. They go out with the same Message-ID, so a
     receiving system that did get the first copy can tell it is the same message."""
     get_campaign(session, campaign_id)
-    n = session.execute(update(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
-                        .values(status=D.QUEUED, claim_token=None, updated_at=utcnow())
-                        .execution_options(synchronize_session=False)).rowcount
+    n = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
+        .values(status=D.QUEUED, claim_token=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if n:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.SENDING))
     session.commit()
     return n
-
 
 
 class ProgressWriter:
@@ -407,8 +483,11 @@ class ProgressWriter:
                last_error = NULL, updated_at = $4
         WHERE id = $2 AND claim_token = $1 AND status IN ('sending', 'uncertain')"""
     # Prepared once per database connection (the pool keeps connections across batches).
-    PG_STATEMENTS = {b"nl_progress_beat": PG.format(beat=PG_BEAT), b"nl_progress": PG.format(beat=""),
-                     b"nl_progress_sent": PG_SENT}
+    PG_STATEMENTS = {
+        b"nl_progress_beat": PG.format(beat=PG_BEAT),
+        b"nl_progress": PG.format(beat=""),
+        b"nl_progress_sent": PG_SENT,
+    }
     LITE_SENT = """
         UPDATE deliveries SET status = 'sent', message_id = :mid, sent_at = :now, last_error = NULL,
                updated_at = :now
@@ -467,9 +546,16 @@ class ProgressWriter:
                 self._cur.execute(self.LITE_BEAT, params)
             return lambda: ours
         name = b"nl_progress_beat" if self._beat_due() else b"nl_progress"
-        self._pq.send_query_prepared(name, [token.encode(), str(delivery_id).encode(),
-                                            None if prev is None else str(prev).encode(),
-                                            None if mid is None else mid.encode(), utcnow().isoformat().encode()])
+        self._pq.send_query_prepared(
+            name,
+            [
+                token.encode(),
+                str(delivery_id).encode(),
+                None if prev is None else str(prev).encode(),
+                None if mid is None else mid.encode(),
+                utcnow().isoformat().encode(),
+            ],
+        )
         answer = self._answer = []
 
         def ours() -> bool:
@@ -494,11 +580,15 @@ class ProgressWriter:
         self._settle()
         now = utcnow()
         if self._pq is None:
-            self._cur.execute(self.LITE_SENT, {"token": token, "prev": delivery_id, "mid": mid,
-                                               "now": _naive_text(now)})
+            self._cur.execute(
+                self.LITE_SENT, {"token": token, "prev": delivery_id, "mid": mid, "now": _naive_text(now)}
+            )
             return
-        self._check(self._pq.exec_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(),
-                                                                 mid.encode(), now.isoformat().encode()]))
+        self._check(
+            self._pq.exec_prepared(
+                b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode(), now.isoformat().encode()]
+            )
+        )
 
     def close(self) -> None:
         try:

@@ -17,15 +17,15 @@ import hmac
 import re
 from dataclasses import dataclass
 from email.header import Header
-from html import escape as html_escape
 from email.utils import formataddr, formatdate, parseaddr
+from html import escape as html_escape
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from .text import clean_line
 from .errors import ConfigError, InputError
 from .render import RenderedEmail
 from .settings import Settings
+from .text import clean_line
 
 CRLF = b"\r\n"
 
@@ -37,6 +37,7 @@ class Recipient:
 
 
 # -- identities: unsubscribe tokens and Message-IDs -----------------------------------------
+
 
 class Identities:
     """Signed unsubscribe tokens and Message-IDs for one configuration. The key, its derived
@@ -62,8 +63,9 @@ class Identities:
         return data["e"]
 
     def message_id(self, episode_guid: str, email: str) -> str:
-        digest = hmac.new(self._key.encode(), f"{episode_guid}\x00{email.strip().lower()}".encode(),
-                          hashlib.sha256).hexdigest()[:24]
+        digest = hmac.new(
+            self._key.encode(), f"{episode_guid}\x00{email.strip().lower()}".encode(), hashlib.sha256
+        ).hexdigest()[:24]
         return f"<nl.{digest}@{self._domain}>"
 
 
@@ -85,6 +87,7 @@ def message_id(settings: Settings, episode_guid: str, email: str) -> str:
 
 
 # -- header helpers --------------------------------------------------------------------------
+
 
 def _ascii_header(name: str, value: str) -> bytes:
     value = clean_line(value)
@@ -109,7 +112,7 @@ def address_header(name: str, email: str) -> str:
     """`Name <addr>` with the name quoted or RFC 2047-encoded; refuses anything that is not one
     plain address."""
     email = email.strip()
-    if not email or any(c in email for c in "\r\n<>,;\"() \t") or email.count("@") != 1:
+    if not email or any(c in email for c in '\r\n<>,;"() \t') or email.count("@") != 1:
         raise InputError(f"not a single email address: {email[:80]!r}")
     return formataddr((clean_line(name)[:120], email), charset="utf-8")
 
@@ -132,7 +135,7 @@ class _EncodedPart:
 
     def encode(self, values: dict[str, str]) -> bytes:
         pieces = [self._literals[0]]
-        for slot, literal in zip(self._slots, self._literals[1:]):
+        for slot, literal in zip(self._slots, self._literals[1:], strict=True):
             pieces.append(_qp(self._escape(values[slot])))
             pieces.append(literal)
         return b"=\r\n".join(p for p in pieces if p)
@@ -140,12 +143,20 @@ class _EncodedPart:
 
 def _b64_lines(data: bytes) -> bytes:
     enc = base64.b64encode(data)
-    return CRLF.join(enc[i:i + 76] for i in range(0, len(enc), 76))
+    return CRLF.join(enc[i : i + 76] for i in range(0, len(enc), 76))
 
 
 class MessageTemplate:
-    def __init__(self, rendered: RenderedEmail, settings: Settings, *, episode_guid: str,
-                 ics: bytes | None = None, unsubscribe_target: str | None = None, message_id_salt: str = ""):
+    def __init__(
+        self,
+        rendered: RenderedEmail,
+        settings: Settings,
+        *,
+        episode_guid: str,
+        ics: bytes | None = None,
+        unsubscribe_target: str | None = None,
+        message_id_salt: str = "",
+    ):
         self.settings = settings
         self.rendered = rendered
         self.episode_guid = episode_guid
@@ -167,27 +178,40 @@ class MessageTemplate:
         seed = hashlib.sha256(content.encode() + (ics or b"")).hexdigest()[:24]
         self._mixed = f"=_nl_mixed_{seed}"
         self._alt = f"=_nl_alt_{seed}"
-        self._static_head = b"".join([
-            _ascii_header("From", address_header(sender_name, sender_addr)),
-        ])
+        self._static_head = b"".join(
+            [
+                _ascii_header("From", address_header(sender_name, sender_addr)),
+            ]
+        )
         list_name = clean_line(settings.list_name).replace('"', "")
-        self._static_tail = b"".join([
-            _text_header("Subject", rendered.subject),
-            _ascii_header("List-Id", f'"{list_name}" <{settings.list_id}>' if list_name.isascii()
-                          else f"<{settings.list_id}>"),
-            _ascii_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            _ascii_header("MIME-Version", "1.0"),
-            _ascii_header("Content-Type", f'multipart/mixed; boundary="{self._mixed}"'),
-        ])
+        self._static_tail = b"".join(
+            [
+                _text_header("Subject", rendered.subject),
+                _ascii_header(
+                    "List-Id", f'"{list_name}" <{settings.list_id}>' if list_name.isascii() else f"<{settings.list_id}>"
+                ),
+                _ascii_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                _ascii_header("MIME-Version", "1.0"),
+                _ascii_header("Content-Type", f'multipart/mixed; boundary="{self._mixed}"'),
+            ]
+        )
         self._ics_part = b""
         if ics:
-            self._ics_part = b"".join([
-                f"--{self._mixed}".encode(), CRLF,
-                b'Content-Type: text/calendar; charset="utf-8"; method=PUBLISH;\r\n name="event.ics"', CRLF,
-                b'Content-Disposition: attachment; filename="event.ics"', CRLF,
-                b"Content-Transfer-Encoding: base64", CRLF, CRLF,
-                _b64_lines(ics), CRLF,
-            ])
+            self._ics_part = b"".join(
+                [
+                    f"--{self._mixed}".encode(),
+                    CRLF,
+                    b'Content-Type: text/calendar; charset="utf-8"; method=PUBLISH;\r\n name="event.ics"',
+                    CRLF,
+                    b'Content-Disposition: attachment; filename="event.ics"',
+                    CRLF,
+                    b"Content-Transfer-Encoding: base64",
+                    CRLF,
+                    CRLF,
+                    _b64_lines(ics),
+                    CRLF,
+                ]
+            )
 
     def _unsubscribe(self, email: str) -> tuple[str, str]:
         """(URL, mailto) for one address: its signed token, or the harmless test target. The
@@ -209,35 +233,59 @@ class MessageTemplate:
         mid = self._ids.message_id(self._id_key, recipient.email)
         values = self._values(recipient, unsub_url)
         # One unfolded line each: folding List-Unsubscribe breaks one-click unsubscribe.
-        head = b"".join([
-            self._static_head,
-            _ascii_header("To", to),
-            _ascii_header("Date", date or formatdate(usegmt=True)),
-            _ascii_header("Message-ID", mid),
-            _ascii_header("List-Unsubscribe", f"<{unsub_url}>, <{mailto}>"),
-            self._static_tail,
-        ])
-        body = b"".join([
-            CRLF, f"--{self._mixed}".encode(), CRLF,
-            f'Content-Type: multipart/alternative;\r\n boundary="{self._alt}"'.encode(), CRLF, CRLF,
-            f"--{self._alt}".encode(), CRLF,
-            b'Content-Type: text/plain; charset="utf-8"', CRLF,
-            b"Content-Transfer-Encoding: quoted-printable", CRLF, CRLF,
-            self._text_part.encode(values), CRLF,
-            f"--{self._alt}".encode(), CRLF,
-            b'Content-Type: text/html; charset="utf-8"', CRLF,
-            b"Content-Transfer-Encoding: quoted-printable", CRLF, CRLF,
-            self._html_part.encode(values), CRLF,
-            f"--{self._alt}--".encode(), CRLF, CRLF,
-            self._ics_part,
-            f"--{self._mixed}--".encode(), CRLF,
-        ])
+        head = b"".join(
+            [
+                self._static_head,
+                _ascii_header("To", to),
+                _ascii_header("Date", date or formatdate(usegmt=True)),
+                _ascii_header("Message-ID", mid),
+                _ascii_header("List-Unsubscribe", f"<{unsub_url}>, <{mailto}>"),
+                self._static_tail,
+            ]
+        )
+        body = b"".join(
+            [
+                CRLF,
+                f"--{self._mixed}".encode(),
+                CRLF,
+                f'Content-Type: multipart/alternative;\r\n boundary="{self._alt}"'.encode(),
+                CRLF,
+                CRLF,
+                f"--{self._alt}".encode(),
+                CRLF,
+                b'Content-Type: text/plain; charset="utf-8"',
+                CRLF,
+                b"Content-Transfer-Encoding: quoted-printable",
+                CRLF,
+                CRLF,
+                self._text_part.encode(values),
+                CRLF,
+                f"--{self._alt}".encode(),
+                CRLF,
+                b'Content-Type: text/html; charset="utf-8"',
+                CRLF,
+                b"Content-Transfer-Encoding: quoted-printable",
+                CRLF,
+                CRLF,
+                self._html_part.encode(values),
+                CRLF,
+                f"--{self._alt}--".encode(),
+                CRLF,
+                CRLF,
+                self._ics_part,
+                f"--{self._mixed}--".encode(),
+                CRLF,
+            ]
+        )
         return head + body, mid
 
     def _values(self, recipient: Recipient, unsub_url: str) -> dict[str, str]:
         name = clean_line(recipient.name)
-        return {"greeting": name.split(" ")[0] if name else "there", "email": recipient.email,
-                "unsubscribe_url": unsub_url}
+        return {
+            "greeting": name.split(" ")[0] if name else "there",
+            "email": recipient.email,
+            "unsubscribe_url": unsub_url,
+        }
 
     def personalised(self, recipient: Recipient) -> tuple[str, str]:
         """(html, text) as this recipient sees them."""

@@ -14,8 +14,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def publish_episode(episode: Episode, settings: Settings, *, as_of: datetime | None = None,
-                    draft: bool = False, enqueue: bool = True) -> PublishResult:
+def publish_episode(
+    episode: Episode, settings: Settings, *, as_of: datetime | None = None, draft: bool = False, enqueue: bool = True
+) -> PublishResult:
     """Idempotent: the second call for the same episode creates nothing and returns the first
     campaign. The ledger is committed before anything is queued, so a broker that is down loses
     nothing: the sweeper queues the work when it can."""

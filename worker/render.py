@@ -27,19 +27,43 @@ FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial
 
 # Colours in one place, so the contrast test can check every pair the templates use.
 LIGHT = {
-    "page": "#f2f4f7", "card": "#ffffff", "text": "#1f2933", "muted": "#52606d", "link": "#0b57d0",
-    "banner": "#0f2d4a", "banner_text": "#ffffff", "banner_accent": "#ffd166",
-    "button": "#0b57d0", "button_text": "#ffffff", "notice": "#fff3bf", "notice_text": "#5c3c00",
+    "page": "#f2f4f7",
+    "card": "#ffffff",
+    "text": "#1f2933",
+    "muted": "#52606d",
+    "link": "#0b57d0",
+    "banner": "#0f2d4a",
+    "banner_text": "#ffffff",
+    "banner_accent": "#ffd166",
+    "button": "#0b57d0",
+    "button_text": "#ffffff",
+    "notice": "#fff3bf",
+    "notice_text": "#5c3c00",
 }
 DARK = {
-    "page": "#101418", "card": "#1b2128", "text": "#e8ecf1", "muted": "#b4bec9", "link": "#8ab4f8",
-    "banner": "#0c2236", "banner_text": "#ffffff", "banner_accent": "#ffd166",
-    "button": "#8ab4f8", "button_text": "#0b1a2c", "notice": "#3d2e00", "notice_text": "#ffe08a",
+    "page": "#101418",
+    "card": "#1b2128",
+    "text": "#e8ecf1",
+    "muted": "#b4bec9",
+    "link": "#8ab4f8",
+    "banner": "#0c2236",
+    "banner_text": "#ffffff",
+    "banner_accent": "#ffd166",
+    "button": "#8ab4f8",
+    "button_text": "#0b1a2c",
+    "notice": "#3d2e00",
+    "notice_text": "#ffe08a",
 }
 # (foreground, background) pairs the templates put together.
 COLOUR_PAIRS = [
-    ("text", "card"), ("muted", "card"), ("link", "card"), ("muted", "page"), ("link", "page"),
-    ("banner_text", "banner"), ("banner_accent", "banner"), ("button_text", "button"),
+    ("text", "card"),
+    ("muted", "card"),
+    ("link", "card"),
+    ("muted", "page"),
+    ("link", "page"),
+    ("banner_text", "banner"),
+    ("banner_accent", "banner"),
+    ("button_text", "button"),
     ("notice_text", "notice"),
 ]
 

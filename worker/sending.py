@@ -21,9 +21,9 @@ from .ledger import (
     ProgressWriter,
     claim_batch,
     finish_if_done,
-    next_due_in,
     mark_permanent_failure,
     mark_temporary_failure,
+    next_due_in,
     release_claim,
 )
 from .message import MessageTemplate, Recipient
@@ -78,8 +78,9 @@ class Sender:
         template = self._templates.get(campaign.id)
         if template is None:
             rendered = RenderedEmail("digest", campaign.subject, campaign.html, campaign.text, campaign.nonce)
-            template = MessageTemplate(rendered, self.settings, episode_guid=guid,
-                                       ics=campaign.ics.encode() if campaign.ics else None)
+            template = MessageTemplate(
+                rendered, self.settings, episode_guid=guid, ics=campaign.ics.encode() if campaign.ics else None
+            )
             self._templates = {campaign.id: template}  # one live campaign at a time is the norm
         return template
 
@@ -114,9 +115,13 @@ class Sender:
                     progress.close()
                     release_claim(session, token)
                 # One line a batch: the ledger has every message, the log need not.
-                log.info("campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
-                         campaign_id, *(now - then for now, then in zip(outcome.counts(), before)), len(rows),
-                         time.monotonic() - batch_started)
+                log.info(
+                    "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
+                    campaign_id,
+                    *(now - then for now, then in zip(outcome.counts(), before, strict=True)),
+                    len(rows),
+                    time.monotonic() - batch_started,
+                )
             if not finish_if_done(session, campaign_id):
                 outcome.next_due_in = next_due_in(session, campaign_id)
         return outcome

@@ -157,7 +157,7 @@ def _absolute_sqlite(url: str) -> str:
     """`sqlite:///var/x.db` is relative to the project folder, whatever the working directory."""
     for prefix in ("sqlite:///", "sqla+sqlite:///"):
         if url.startswith(prefix):
-            rest = url[len(prefix):]
+            rest = url[len(prefix) :]
             if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
                 path = PROJECT_DIR / rest
                 path.parent.mkdir(parents=True, exist_ok=True)

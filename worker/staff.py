@@ -53,21 +53,29 @@ def check_recipients(recipients: list[str], settings: Settings) -> list[str]:
     return out
 
 
-def send_test(episode: Episode, recipients: list[str], settings: Settings, requested_by: str = "",
-              as_of: datetime | None = None) -> list[TestSendResult]:
+def send_test(
+    episode: Episode, recipients: list[str], settings: Settings, requested_by: str = "", as_of: datetime | None = None
+) -> list[TestSendResult]:
     """`as_of`: the send time the email is judged at (None = now), as for a publish."""
     recipients = check_recipients(recipients, settings)
     with session_scope(settings) as session:
         hour_ago = utcnow() - timedelta(hours=1)
         recent = session.scalar(select(func.count()).select_from(TestSend).where(TestSend.created_at >= hour_ago))
         if recent + len(recipients) > settings.test_send_rate_per_hour:
-            raise RateLimited(f"test emails are limited to {settings.test_send_rate_per_hour} an hour "
-                             f"({recent} sent in the last hour)")
+            raise RateLimited(
+                f"test emails are limited to {settings.test_send_rate_per_hour} an hour "
+                f"({recent} sent in the last hour)"
+            )
         record = session.scalar(select(EpisodeRecord).where(EpisodeRecord.guid == episode.guid))
         episode_id = record.id if record else None
-    template = compose(episode, settings, as_of, name="test",
-                       unsubscribe_target=f"{settings.base_url}/unsubscribe-test",
-                       message_id_salt=f"test-{utcnow().isoformat()}")
+    template = compose(
+        episode,
+        settings,
+        as_of,
+        name="test",
+        unsubscribe_target=f"{settings.base_url}/unsubscribe-test",
+        message_id_salt=f"test-{utcnow().isoformat()}",
+    )
     results = []
     with get_transport(settings) as transport:
         for addr in recipients:
@@ -80,6 +88,14 @@ def send_test(episode: Episode, recipients: list[str], settings: Settings, reque
                 results.append(TestSendResult(addr, False, None, str(exc)))
     with session_scope(settings) as session:
         for r in results:
-            session.add(TestSend(episode_id=episode_id, recipient=r.recipient, requested_by=requested_by[:200],
-                                 status="sent" if r.ok else "failed", message_id=r.message_id, error=r.error))
+            session.add(
+                TestSend(
+                    episode_id=episode_id,
+                    recipient=r.recipient,
+                    requested_by=requested_by[:200],
+                    status="sent" if r.ok else "failed",
+                    message_id=r.message_id,
+                    error=r.error,
+                )
+            )
     return results

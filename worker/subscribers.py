@@ -13,10 +13,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .text import one_line
 from .errors import InputError, NotFound
 from .models import Subscriber, SubscriberStatus, utcnow
 from .subscriptions import Actor, transition
+from .text import one_line
 
 MAX_CSV_BYTES = 200 * 1024 * 1024
 CHUNK = 2000
@@ -86,8 +86,9 @@ def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str
         raise InputError(f"the header row is not valid CSV ({exc})", source=src, line=1) from None
     columns = [h.strip().lower() for h in header]
     if "email" not in columns:
-        raise InputError(f"the header row has no 'email' column (found: {', '.join(columns)[:200]})",
-                         source=src, line=1)
+        raise InputError(
+            f"the header row has no 'email' column (found: {', '.join(columns)[:200]})", source=src, line=1
+        )
     email_col = columns.index("email")
     name_col = columns.index("name") if "name" in columns else None
     rows: list[tuple[int, str, str]] = []
@@ -155,10 +156,14 @@ def import_rows(session: Session, rows: list[tuple[int, str, str]], report: Impo
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
     for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
+        chunk = rows[start : start + CHUNK]
         keys = [email.lower() for _, email, _ in chunk]
-        existing = {key: (status, known_name) for key, status, known_name in session.execute(
-            select(Subscriber.email_key, Subscriber.status, Subscriber.name).where(Subscriber.email_key.in_(keys)))}
+        existing = {
+            key: (status, known_name)
+            for key, status, known_name in session.execute(
+                select(Subscriber.email_key, Subscriber.status, Subscriber.name).where(Subscriber.email_key.in_(keys))
+            )
+        }
         for _, email, name in chunk:
             key = email.lower()
             if key not in existing:
@@ -169,11 +174,20 @@ def import_rows(session: Session, rows: list[tuple[int, str, str]], report: Impo
                 report.updated += 1
             else:
                 report.unchanged += 1
-        stmt = insert(Subscriber).values([
-            {"email": email, "email_key": email.lower(), "name": name, "status": SubscriberStatus.ACTIVE,
-             "status_reason": "", "created_at": now, "updated_at": now}
-            for _, email, name in chunk
-        ])
+        stmt = insert(Subscriber).values(
+            [
+                {
+                    "email": email,
+                    "email_key": email.lower(),
+                    "name": name,
+                    "status": SubscriberStatus.ACTIVE,
+                    "status_reason": "",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for _, email, name in chunk
+            ]
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=["email_key"],
             # a blank name in the file does not erase a known one; status is never touched

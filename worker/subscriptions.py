@@ -98,9 +98,17 @@ class Change:
     changed: bool
 
 
-def transition(session: Session, to: str, actor: Actor, *, email: str | None = None,
-               subscriber_id: int | None = None, reason: str = "", strict: bool = True,
-               values: dict | None = None) -> Change:
+def transition(
+    session: Session,
+    to: str,
+    actor: Actor,
+    *,
+    email: str | None = None,
+    subscriber_id: int | None = None,
+    reason: str = "",
+    strict: bool = True,
+    values: dict | None = None,
+) -> Change:
     """Move one subscriber (by address, case-insensitive, or by id) to status `to`, in the
     caller's transaction. `values` are more columns to set with the change (e.g. confirmed_at).
 
@@ -108,8 +116,7 @@ def transition(session: Session, to: str, actor: Actor, *, email: str | None = N
     allow it (with `strict=False` a refused change is reported as `changed=False` instead)."""
     if to not in S.ALL:
         raise TransitionRefused(f"unknown status {to!r}; one of {', '.join(S.ALL)}")
-    where = (Subscriber.email_key == email.strip().lower() if email is not None
-             else Subscriber.id == subscriber_id)
+    where = Subscriber.email_key == email.strip().lower() if email is not None else Subscriber.id == subscriber_id
     for _ in range(3):  # a concurrent change between the read and the update: read again
         row = session.execute(select(Subscriber.id, Subscriber.status).where(where)).first()
         if row is None:
@@ -117,32 +124,41 @@ def transition(session: Session, to: str, actor: Actor, *, email: str | None = N
         sid, before = row
         if before == to:
             if values:
-                session.execute(update(Subscriber).where(Subscriber.id == sid).values(**values)
-                                .execution_options(synchronize_session=False))
+                session.execute(
+                    update(Subscriber)
+                    .where(Subscriber.id == sid)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
             return Change(sid, before, to, False)
         if not allowed(before, to, actor):
             if strict:
                 raise TransitionRefused(f"a subscriber who is {before} cannot be made {to} by {actor.value}")
             return Change(sid, before, before, False)
         result = session.execute(
-            update(Subscriber).where(Subscriber.id == sid, Subscriber.status == before)
+            update(Subscriber)
+            .where(Subscriber.id == sid, Subscriber.status == before)
             .values(status=to, status_reason=reason[:500], updated_at=utcnow(), **(values or {}))
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)
+        )
         if result.rowcount == 1:
             log.info("subscriber #%s: %s -> %s by %s (%s)", sid, before, to, actor.value, reason[:100])
             return Change(sid, before, to, True)
     raise TransitionRefused(f"subscriber #{sid} kept changing; try again")
 
 
-def suppress(session: Session, subscriber_id: int, to: str = S.BOUNCED, reason: str = "",
-             actor: Actor = Actor.DELIVERY) -> bool:
+def suppress(
+    session: Session, subscriber_id: int, to: str = S.BOUNCED, reason: str = "", actor: Actor = Actor.DELIVERY
+) -> bool:
     """What the mail system reports (a 5xx on send, a bounce, a complaint): one conditional
     UPDATE, no read, for the sending hot path. Returns whether the status changed; statuses the
     table does not allow the change from (already complained, erased) are left alone."""
     result = session.execute(
-        update(Subscriber).where(Subscriber.id == subscriber_id, Subscriber.status.in_(sources(to, actor)))
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id, Subscriber.status.in_(sources(to, actor)))
         .values(status=to, status_reason=reason[:500], updated_at=utcnow())
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount > 0
 
 
@@ -153,6 +169,7 @@ def unsubscribe(session: Session, email: str, actor: Actor = Actor.SUBSCRIBER, r
 
 
 # -- erasure: the keyed hash --------------------------------------------------------------------
+
 
 def erasure_hash(signing_key: str, email: str) -> str:
     """HMAC-SHA256 of the lower-cased address with the secret key, hex (64 characters): the same

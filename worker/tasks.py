@@ -49,8 +49,7 @@ def send_batch(campaign_id: int) -> dict:
         # Rows wait for a retry (ours or anyone's): come back when the ledger says the first
         # is due, and so on until none waits. Each task leaves at most one successor, so the
         # number of waiting tasks never grows; beat's sweep is only the safety net.
-        send_batch.apply_async((campaign_id,), countdown=min(max(FOLLOW_UP_MIN, outcome.next_due_in),
-                                                             FOLLOW_UP_MAX))
+        send_batch.apply_async((campaign_id,), countdown=min(max(FOLLOW_UP_MIN, outcome.next_due_in), FOLLOW_UP_MAX))
     return {"sent": outcome.sent, "retry": outcome.retry, "failed": outcome.failed}
 
 

@@ -46,7 +46,7 @@ def safe_url(url: str) -> str:
     Drops javascript:, data:, relative and protocol-relative URLs, and anything with quotes,
     spaces, angle brackets or backslashes in it, or longer than 2,000 characters."""
     url = clean_line(url).strip("<>").strip()
-    if not url or len(url) > MAX_URL_CHARS or any(c in url for c in ' "\'<>\\`'):
+    if not url or len(url) > MAX_URL_CHARS or any(c in url for c in " \"'<>\\`"):
         return ""
     try:
         parts = urlsplit(url)

@@ -111,8 +111,7 @@ def test_redis_restart_mid_campaign(fault_env, stack, seed_path, monkeypatch, tm
     exe = shutil.which("redis-server")
     assert exe, "redis-server is missing"
     port = free_port()
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp_path)]
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
     redis_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
     try:
         import redis
@@ -190,9 +189,13 @@ def test_postgres_connections_killed_mid_batch(fault_env, stack, seed_path, monk
     for threshold in (400, 900, 1400):
         wait_for(lambda t=threshold: len(handler.received) >= t, 60, f"{threshold} messages")
         with get_engine().connect() as conn:
-            terminated += conn.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE pid <> pg_backend_pid() AND application_name = :tag"), {"tag": tag}).scalar()
+            terminated += conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND application_name = :tag"
+                ),
+                {"tag": tag},
+            ).scalar()
     assert terminated > 0
     dispose_engines()  # our own pool held connections that were just killed too
     wait_done(cid, timeout=240, stack=stack)

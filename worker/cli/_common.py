@@ -14,8 +14,12 @@ from rich.console import Console
 from ..errors import InputError
 from ..settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Turn podcast episodes into email digests and send them to subscribers.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Turn podcast episodes into email digests and send them to subscribers.",
+)
 subscribers_app = typer.Typer(no_args_is_help=True, help="Manage the subscriber list.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(subscribers_app, name="subscribers")
@@ -65,4 +69,3 @@ def ready() -> Settings:
     settings = get_settings()
     migrate(settings)
     return settings
-

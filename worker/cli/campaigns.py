@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -19,7 +19,7 @@ from ._common import app, err, fail, out, parse_as_of, ready
 def publish(
     episode: Annotated[Path, typer.Argument(help="Episode file.")],
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the campaign is done.")] = False,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Send time for the event check (default now).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Send time for the event check (default now).")] = None,
     timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 0,
 ) -> None:
     """Publish an episode: one campaign, every active subscriber once."""
@@ -31,8 +31,9 @@ def publish(
     if result.created:
         out.print(f"campaign {c.id}: {result.episode.title} → {c.total} subscribers", markup=False, highlight=False)
     else:
-        out.print(f"already published as campaign {c.id} ({c.status}); nothing new was queued",
-                  markup=False, highlight=False)
+        out.print(
+            f"already published as campaign {c.id} ({c.status}); nothing new was queued", markup=False, highlight=False
+        )
     if wait:
         _wait(c.id, timeout)
 
@@ -47,16 +48,26 @@ def _wait(campaign_id: int, timeout: float = 0) -> dict:
 
     settings = get_settings()
     started = _time.monotonic()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=False, disable=not err.is_terminal) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as progress:
         task = progress.add_task(f"campaign {campaign_id}", total=None)
         while True:
             with session_scope(settings) as session:
                 st = campaign_status(session, campaign_id)
             settled = st["total"] - sum(st[s] for s in ("queued", "claimed", "sending", "retry"))
-            progress.update(task, total=st["total"], completed=settled,
-                            description=f"campaign {campaign_id}: {st['sent']} sent, {st['retry']} retrying, "
-                                        f"{st['failed']} failed")
+            progress.update(
+                task,
+                total=st["total"],
+                completed=settled,
+                description=f"campaign {campaign_id}: {st['sent']} sent, {st['retry']} retrying, {st['failed']} failed",
+            )
             if st["state"] == "done" or (st["total"] and settled == st["total"]):
                 break
             if timeout and _time.monotonic() - started > timeout:
@@ -71,20 +82,28 @@ def _print_status(st: dict) -> None:
     table = Table(show_header=True, box=None)
     for key in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"):
         table.add_column(key, justify="right")
-    table.add_row(*(str(st[k]) for k in ("sent", "queued", "claimed", "sending", "retry", "failed",
-                                         "uncertain", "skipped")))
-    out.print(f"campaign {st['campaign']} ({st['episode']}): {st['state']}, {st['total']} recipients"
-              + (f", about {st['eta_seconds']:.0f}s to go" if st.get("eta_seconds") else ""),
-              markup=False, highlight=False)
+    table.add_row(
+        *(str(st[k]) for k in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"))
+    )
+    out.print(
+        f"campaign {st['campaign']} ({st['episode']}): {st['state']}, {st['total']} recipients"
+        + (f", about {st['eta_seconds']:.0f}s to go" if st.get("eta_seconds") else ""),
+        markup=False,
+        highlight=False,
+    )
     out.print(table)
     if st["uncertain"]:
-        out.print(f"{st['uncertain']} uncertain: `newsletter resend {st['campaign']} --uncertain` resends them "
-                  "with the same Message-ID", markup=False, highlight=False)
+        out.print(
+            f"{st['uncertain']} uncertain: `newsletter resend {st['campaign']} --uncertain` resends them "
+            "with the same Message-ID",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
 def status(
-    campaign: Annotated[Optional[int], typer.Argument(help="Campaign id (default: the latest).")] = None,
+    campaign: Annotated[int | None, typer.Argument(help="Campaign id (default: the latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Counts per delivery status, and an ETA while sending."""
@@ -107,8 +126,11 @@ def status(
     _print_status(st)
     for f in feeds:
         if f["last_error"]:
-            out.print(f"feed {f['url']}: failing since {f['failures']} polls: {f['last_error']}",
-                      markup=False, highlight=False)
+            out.print(
+                f"feed {f['url']}: failing since {f['failures']} polls: {f['last_error']}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def _feed_status(session) -> list[dict]:  # noqa: ANN001
@@ -116,9 +138,15 @@ def _feed_status(session) -> list[dict]:  # noqa: ANN001
 
     from ..models import Feed
 
-    return [{"url": f.url, "last_error": f.last_error, "failures": f.failures,
-             "last_ok_at": f.last_ok_at.isoformat() if f.last_ok_at else None}
-            for f in session.scalars(select(Feed).order_by(Feed.id))]
+    return [
+        {
+            "url": f.url,
+            "last_error": f.last_error,
+            "failures": f.failures,
+            "last_ok_at": f.last_ok_at.isoformat() if f.last_ok_at else None,
+        }
+        for f in session.scalars(select(Feed).order_by(Feed.id))
+    ]
 
 
 @app.command()
@@ -175,8 +203,8 @@ def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLET
 
 @app.command()
 def demo(
-    episode: Annotated[Optional[Path], typer.Option(help="Episode to send (default: the sample).")] = None,
-    subscribers: Annotated[Optional[Path], typer.Option(help="Subscribers to import (default: the sample list).")] = None,
+    episode: Annotated[Path | None, typer.Option(help="Episode to send (default: the sample).")] = None,
+    subscribers: Annotated[Path | None, typer.Option(help="Subscribers to import (default: the sample list).")] = None,
 ) -> None:
     """The whole job on embedded defaults: import, publish, run a worker until done."""
     import subprocess
@@ -195,9 +223,26 @@ def demo(
     log_path = settings.path(settings.var_dir) / "worker.log"
     with open(log_path, "ab") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "--quiet", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=PROJECT_DIR, stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "--quiet",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=PROJECT_DIR,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
         try:
             publish(episode, wait=True, as_of=as_of, timeout=300)
         finally:

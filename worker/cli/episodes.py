@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,8 +18,10 @@ def render(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for body.html, body.txt, message.eml, event.ics.")],
     to: Annotated[str, typer.Option(help="The recipient to personalise for.")] = "subscriber@example.com",
     name: Annotated[str, typer.Option(help="The recipient's name.")] = "",
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Send time (date or date-time); "
-                                                 "an event over by then is left out. Default: now.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Send time (date or date-time); an event over by then is left out. Default: now."),
+    ] = None,
 ) -> None:
     """Render one episode into the exact email a subscriber would receive."""
     from ..episodes import load_episode
@@ -57,8 +59,10 @@ def render(
 def send_test_cmd(
     episode: Annotated[Path, typer.Argument(help="Episode file.")],
     to: Annotated[list[str], typer.Option("--to", help="Recipient on NEWSLETTER_STAFF_ALLOWLIST (repeatable).")],
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Send time (date or date-time) the "
-                                                 "email is judged at. Default: now.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Send time (date or date-time) the email is judged at. Default: now."),
+    ] = None,
 ) -> None:
     """Send the email to staff, marked [TEST]; never touches the campaign ledger."""
     from ..episodes import load_episode
@@ -68,7 +72,10 @@ def send_test_cmd(
     ep = load_episode(episode, settings.tz)
     results = send_test(ep, to, settings, requested_by="cli", as_of=parse_as_of(as_of))
     for r in results:
-        out.print(f"{r.recipient}: {'sent ' + (r.message_id or '') if r.ok else 'FAILED ' + (r.error or '')}",
-                  markup=False, highlight=False)
+        out.print(
+            f"{r.recipient}: {'sent ' + (r.message_id or '') if r.ok else 'FAILED ' + (r.error or '')}",
+            markup=False,
+            highlight=False,
+        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,10 +11,17 @@ from ._common import app, err, out, ready
 
 @app.command()
 def poll(
-    feed: Annotated[Optional[str], typer.Argument(help="One feed URL or file (default: NEWSLETTER_FEEDS "
-                                                       "and NEWSLETTER_EPISODES_DIR).")] = None,
-    send_backlog: Annotated[bool, typer.Option("--send-backlog", help="On a feed's first poll, send its "
-                                               "existing items too (normally only recorded as seen).")] = False,
+    feed: Annotated[
+        str | None,
+        typer.Argument(help="One feed URL or file (default: NEWSLETTER_FEEDS and NEWSLETTER_EPISODES_DIR)."),
+    ] = None,
+    send_backlog: Annotated[
+        bool,
+        typer.Option(
+            "--send-backlog",
+            help="On a feed's first poll, send its existing items too (normally only recorded as seen).",
+        ),
+    ] = False,
 ) -> None:
     """One polling pass by hand: new episodes become campaigns. Exit code 1 when a feed failed."""
     from ..feeds import poll_all, poll_feed
@@ -31,8 +38,9 @@ def poll(
             err.print(f"{r['source']}: {r['error']}", markup=False, highlight=False)
         else:
             note = " (first poll: back catalogue recorded, nothing sent)" if r["primed"] and not send_backlog else ""
-            out.print(f"{r['source']}: {len(r['new'])} new, {r['seen']} already seen{note}",
-                      markup=False, highlight=False)
+            out.print(
+                f"{r['source']}: {len(r['new'])} new, {r['seen']} already seen{note}", markup=False, highlight=False
+            )
             for slug in r["new"]:
                 out.print(f"  new: {slug}", markup=False, highlight=False)
     if failed:

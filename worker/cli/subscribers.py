@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,14 +28,18 @@ def subscribers_import(
         err.print(f"{file}: line {line}: {reason}", markup=False, highlight=False)
     if len(report.bad) > 200:
         err.print(f"{file}: … and {len(report.bad) - 200} more bad rows", markup=False)
-    out.print(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-              f"left unsubscribed/suppressed {report.not_reactivated}, duplicates {report.duplicates}, "
-              f"rejected {len(report.bad)}", markup=False, highlight=False)
+    out.print(
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"left unsubscribed/suppressed {report.not_reactivated}, duplicates {report.duplicates}, "
+        f"rejected {len(report.bad)}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @subscribers_app.command("list")
 def subscribers_list(
-    status: Annotated[Optional[str], typer.Option(help="Only this status.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List subscribers (CSV on stdout, or JSON)."""

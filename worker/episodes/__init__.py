@@ -14,7 +14,23 @@ from .model import Episode, Event, Link, Speaker, build_episode, episode_number
 from .page import parse_page, parse_speakers
 
 __all__ = [
-    "MAX_EPISODE_BYTES", "Episode", "EpisodeError", "Event", "Link", "Speaker", "build_episode", "date_in",
-    "episode_number", "html_to_lines", "item_key", "load_episode", "parse_date", "parse_markdown", "parse_page",
-    "parse_speakers", "parse_time_range", "read_feed_item", "read_text",
+    "MAX_EPISODE_BYTES",
+    "Episode",
+    "EpisodeError",
+    "Event",
+    "Link",
+    "Speaker",
+    "build_episode",
+    "date_in",
+    "episode_number",
+    "html_to_lines",
+    "item_key",
+    "load_episode",
+    "parse_date",
+    "parse_markdown",
+    "parse_page",
+    "parse_speakers",
+    "parse_time_range",
+    "read_feed_item",
+    "read_text",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 import lxml.html
@@ -77,10 +77,10 @@ def _entry_date(entry: dict) -> date:
         value = entry.get(key)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=timezone.utc).date()
+                return datetime(*value[:6], tzinfo=UTC).date()
             except (TypeError, ValueError):
                 continue
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def _audio_url(entry: dict) -> str:
@@ -125,8 +125,20 @@ def read_feed_item(entry: dict, *, feed_url: str, tz: tzinfo) -> Episode:
     guid = key.split(":", 1)[1] if key.startswith("guid:") else key
     links = body.links or tuple(
         Link(title=lk.get("title") or lk["href"], url=safe_url(lk["href"]))
-        for lk in entry.get("links", []) if lk.get("rel") == "related" and safe_url(lk.get("href", "")))
+        for lk in entry.get("links", [])
+        if lk.get("rel") == "related" and safe_url(lk.get("href", ""))
+    )
     return build_episode(
-        title=title, date=day, slug=slug, guid=f"{feed_url}|{guid}"[:500], intro=body.intro,
-        transcript=body.transcript, links=links, event=body.event, episode_url=safe_url(str(entry.get("link") or "")),
-        audio_url=_audio_url(entry), source=feed_url, warnings=tuple(body.warnings))
+        title=title,
+        date=day,
+        slug=slug,
+        guid=f"{feed_url}|{guid}"[:500],
+        intro=body.intro,
+        transcript=body.transcript,
+        links=links,
+        event=body.event,
+        episode_url=safe_url(str(entry.get("link") or "")),
+        audio_url=_audio_url(entry),
+        source=feed_url,
+        warnings=tuple(body.warnings),
+    )

@@ -35,8 +35,10 @@ def read_text(path: Path, data: bytes | None = None) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise EpisodeError(
-            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "save the file as UTF-8", source=src, line=line) from exc
+            f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+            source=src,
+            line=line,
+        ) from exc
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -48,7 +50,9 @@ def _read_bytes(path: Path) -> bytes:
     if size > MAX_EPISODE_BYTES:
         raise EpisodeError(
             f"the file is {size // (1024 * 1024)} MB; an episode document may be at most "
-            f"{MAX_EPISODE_BYTES // (1024 * 1024)} MB", source=src)
+            f"{MAX_EPISODE_BYTES // (1024 * 1024)} MB",
+            source=src,
+        )
     try:
         return path.read_bytes()
     except OSError as exc:

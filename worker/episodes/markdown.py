@@ -46,13 +46,20 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
     paras = markdown_paragraphs(body)
     slug = meta.get("slug")
     return build_episode(
-        title=title, date=ep_date, intro=(summary,) if summary else paras[:1],
-        transcript=paras if summary else paras[1:], event=event, links=_links(meta, source), source=source,
+        title=title,
+        date=ep_date,
+        intro=(summary,) if summary else paras[:1],
+        transcript=paras if summary else paras[1:],
+        event=event,
+        links=_links(meta, source),
+        source=source,
         slug=slugify(str(slug)) if slug is not None else None,
         guid=one_line(str(meta["guid"]), 300) if meta.get("guid") else None,
-        number=number, summary=summary or None,
+        number=number,
+        summary=summary or None,
         episode_url=safe_url(str(meta.get("episode_url") or meta.get("url") or "")),
-        audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")))
+        audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")),
+    )
 
 
 def _front_matter(text: str, source: str) -> tuple[dict, str]:
@@ -63,20 +70,22 @@ def _front_matter(text: str, source: str) -> tuple[dict, str]:
     end = re.search(r"^(?:---|\.\.\.)\s*$", text[4:], re.M)
     if not end:
         raise EpisodeError("the front matter is not closed by a '---' line", source=source, line=1)
-    front = text[4:4 + end.start()]
+    front = text[4 : 4 + end.start()]
     try:
         meta = yaml.safe_load(front)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise EpisodeError(f"front matter is not valid YAML ({getattr(exc, 'problem', None) or exc})",
-                           source=source, line=(mark.line + 2) if mark else None) from None
+        raise EpisodeError(
+            f"front matter is not valid YAML ({getattr(exc, 'problem', None) or exc})",
+            source=source,
+            line=(mark.line + 2) if mark else None,
+        ) from None
     if not isinstance(meta, dict):
         raise EpisodeError("the front matter must be a mapping of fields", source=source, line=2)
-    return meta, text[4 + end.end():]
+    return meta, text[4 + end.end() :]
 
 
-def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: str,
-           required: bool = False) -> Any:
+def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: str, required: bool = False) -> Any:
     value = d.get(key)
     if value is None or value == "":
         if required:
@@ -84,8 +93,9 @@ def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: 
         return None
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise EpisodeError(f"expected {names}, got {type(value).__name__} {str(value)[:40]!r}",
-                           source=source, field=path)
+        raise EpisodeError(
+            f"expected {names}, got {type(value).__name__} {str(value)[:40]!r}", source=source, field=path
+        )
     return value
 
 
@@ -99,8 +109,7 @@ def _episode_date(raw: Any, source: str) -> date:
     else:
         parsed = parse_date(str(raw))
         if parsed is None:
-            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}",
-                               source=source, field="date")
+            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}", source=source, field="date")
         ep_date = parsed
     check_year(ep_date, source=source, field="date")
     return ep_date
@@ -130,12 +139,14 @@ def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[dateti
         except ValueError:
             d = parse_date(value)
             if d is None:
-                raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {value[:40]!r}",
-                                   source=source, field=path) from None
+                raise EpisodeError(
+                    f"expected a date-time like 2023-11-29T17:30, got {value[:40]!r}", source=source, field=path
+                ) from None
             return datetime.combine(d, time(0, 0), tz), True
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)), False
-    raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}",
-                       source=source, field=path)
+    raise EpisodeError(
+        f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}", source=source, field=path
+    )
 
 
 def _event(raw: dict, tz: tzinfo, source: str) -> Event:
@@ -156,7 +167,10 @@ def _event(raw: dict, tz: tzinfo, source: str) -> Event:
             raise EpisodeError("expected a name (and role)", source=source, field=f"event.speakers[{i}]")
     desc = raw.get("description") or ""
     return Event(
-        title=one_line(str(ev_title), 300), starts=starts, ends=ends, all_day=all_day and ends is None,
+        title=one_line(str(ev_title), 300),
+        starts=starts,
+        ends=ends,
+        all_day=all_day and ends is None,
         venue=one_line(str(raw.get("venue") or ""), 300),
         signup_url=safe_url(str(raw.get("signup_url") or "")),
         speakers=tuple(speakers[:30]),

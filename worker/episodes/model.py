@@ -90,6 +90,7 @@ class Episode:
 
     def to_json(self) -> str:
         """The episode as a JSON string (dates in ISO 8601), for the database."""
+
         def default(o: Any) -> Any:
             if isinstance(o, (datetime, date)):
                 return o.isoformat()
@@ -104,22 +105,26 @@ class Episode:
         ev = d.pop("event")
         event = None
         if ev:
-            event = Event(**{
-                **ev,
-                "starts": datetime.fromisoformat(ev["starts"]),
-                "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
-                "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
-                "description": tuple(ev["description"]),
-            })
-        return cls(**{
-            **d,
-            "date": date.fromisoformat(d["date"]),
-            "intro": tuple(d["intro"]),
-            "transcript": tuple(d["transcript"]),
-            "links": tuple(Link(**lk) for lk in d["links"]),
-            "warnings": tuple(d.get("warnings", ())),
-            "event": event,
-        })
+            event = Event(
+                **{
+                    **ev,
+                    "starts": datetime.fromisoformat(ev["starts"]),
+                    "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
+                    "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
+                    "description": tuple(ev["description"]),
+                }
+            )
+        return cls(
+            **{
+                **d,
+                "date": date.fromisoformat(d["date"]),
+                "intro": tuple(d["intro"]),
+                "transcript": tuple(d["transcript"]),
+                "links": tuple(Link(**lk) for lk in d["links"]),
+                "warnings": tuple(d.get("warnings", ())),
+                "event": event,
+            }
+        )
 
 
 def episode_number(title: str) -> int | None:
@@ -128,16 +133,39 @@ def episode_number(title: str) -> int | None:
     return int(m[1]) if m else None
 
 
-def build_episode(*, title: str, date: date, intro: tuple[str, ...], transcript: tuple[str, ...],
-                  source: str, event: Event | None = None, links: tuple[Link, ...] = (),
-                  warnings: tuple[str, ...] = (), slug: str | None = None, guid: str | None = None,
-                  number: int | None = None, summary: str | None = None, episode_url: str = "",
-                  audio_url: str = "") -> Episode:
+def build_episode(
+    *,
+    title: str,
+    date: date,
+    intro: tuple[str, ...],
+    transcript: tuple[str, ...],
+    source: str,
+    event: Event | None = None,
+    links: tuple[Link, ...] = (),
+    warnings: tuple[str, ...] = (),
+    slug: str | None = None,
+    guid: str | None = None,
+    number: int | None = None,
+    summary: str | None = None,
+    episode_url: str = "",
+    audio_url: str = "",
+) -> Episode:
     """An Episode with the readers' shared defaults: slug = date + slugified title, guid = slug,
     number from the title, summary = the intro joined into one line."""
     slug = slug or f"{date.isoformat()}-{slugify(title)}"
     return Episode(
-        title=title, date=date, slug=slug, guid=guid or slug, intro=intro, transcript=transcript,
-        links=links, event=event, number=number or episode_number(title),
-        summary=summary or clean_line(" ".join(intro)), episode_url=episode_url,
-        audio_url=audio_url, source=source, warnings=warnings)
+        title=title,
+        date=date,
+        slug=slug,
+        guid=guid or slug,
+        intro=intro,
+        transcript=transcript,
+        links=links,
+        event=event,
+        number=number or episode_number(title),
+        summary=summary or clean_line(" ".join(intro)),
+        episode_url=episode_url,
+        audio_url=audio_url,
+        source=source,
+        warnings=warnings,
+    )

@@ -21,17 +21,19 @@ from .model import Episode, Event, Link, Speaker, build_episode
 MAX_LINKS = 200
 
 _LINKS_HEADING = re.compile(
-    r"^(?:links?\s*(?:&|and|\+)\s*sources?|links?|sources?|show\s*notes|resources|references)\s*:?$", re.I)
+    r"^(?:links?\s*(?:&|and|\+)\s*sources?|links?|sources?|show\s*notes|resources|references)\s*:?$", re.I
+)
 _EVENT_HEADING = re.compile(r"^.{0,80}\bevent\s*:?$", re.I)
 _SPEAKERS = re.compile(r"^(?:speakers?|panel(?:l?ists)?|with)\s*:\s*(.*)$", re.I)
-_LINK_SEP = re.compile(
-    r"^(?P<title>.+?)\s*(?:\s[–—-]\s|\s?[–—]\s?|:\s)\s*(?P<url>(?:https?://|www\.)\S+)\s*$", re.I)
+_LINK_SEP = re.compile(r"^(?P<title>.+?)\s*(?:\s[–—-]\s|\s?[–—]\s?|:\s)\s*(?P<url>(?:https?://|www\.)\S+)\s*$", re.I)
 _MD_LINK = re.compile(r"^\[(?P<title>[^\]]+)\]\((?P<url>[^)\s]+)\)$")
 _BULLET = re.compile(r"^(?:[-*•·▪‣◦]|\d{1,3}[.)])\s+")
 # "Online – register at <URL>": once the URL is the signup link, the words pointing at it go too.
 _CALL_TO_ACTION = re.compile(
     r"[\s,;:|–—-]*\b(?:register|sign\s*up|book(?:\s+(?:a\s+)?(?:place|seat|tickets?))?|tickets?|rsvp)"
-    r"(?:\s+(?:at|here|now|via|on))?\s*:?\s*$", re.I)
+    r"(?:\s+(?:at|here|now|via|on))?\s*:?\s*$",
+    re.I,
+)
 
 
 @dataclass
@@ -92,18 +94,29 @@ def parse_page(text: str, *, source: str, tz: tzinfo) -> Episode:
     title_line = lines[0]
     title = one_line(title_line.text, 300)
     if len(lines) < 2:
-        raise EpisodeError("expected a date line (e.g. '23 Nov 2023') after the title", source=source,
-                           line=title_line.no + 1)
+        raise EpisodeError(
+            "expected a date line (e.g. '23 Nov 2023') after the title", source=source, line=title_line.no + 1
+        )
     date_line = lines[1]
     ep_date = parse_date(date_line.text)
     if ep_date is None:
         raise EpisodeError(
-            f"expected the episode date (e.g. '23 Nov 2023') after the title, found "
-            f"{one_line(date_line.text, 60)!r}", source=source, line=date_line.no)
+            f"expected the episode date (e.g. '23 Nov 2023') after the title, found {one_line(date_line.text, 60)!r}",
+            source=source,
+            line=date_line.no,
+        )
     check_year(ep_date, source=source, line=date_line.no)
     body = read_body(lines[2:], source=source, tz=tz)
-    return build_episode(title=title, date=ep_date, intro=body.intro, event=body.event, links=body.links,
-                         transcript=body.transcript, source=source, warnings=tuple(body.warnings))
+    return build_episode(
+        title=title,
+        date=ep_date,
+        intro=body.intro,
+        event=body.event,
+        links=body.links,
+        transcript=body.transcript,
+        source=source,
+        warnings=tuple(body.warnings),
+    )
 
 
 def check_year(day: date, *, source: str, line: int | None = None, field: str | None = None) -> None:
@@ -132,8 +145,9 @@ def read_body(rest: list[Line], *, source: str, tz: tzinfo) -> Body:
     after_event = first_heading
     if ev_at is not None:
         closed = links_at is not None and links_at > ev_at
-        out.event, used = _parse_event(rest[ev_at:links_at if closed else len(rest)], closed, source, tz,
-                                       out.warnings)
+        out.event, used = _parse_event(
+            rest[ev_at : links_at if closed else len(rest)], closed, source, tz, out.warnings
+        )
         after_event = ev_at + used
         if out.event is None:
             # Not an event block after all: its lines stay part of the intro.
@@ -203,8 +217,9 @@ def parse_speakers(text: str) -> tuple[Speaker, ...]:
 
 def _when_lines(body: list[Line]) -> tuple[int, int] | None:
     """Indexes of the first and last of the consecutive date/time lines near the block's top."""
-    when_idx = [i for i, ln in enumerate(body[:12])
-                if parse_date(ln.text) or parse_time_range(ln.text) or date_in(ln.text)]
+    when_idx = [
+        i for i, ln in enumerate(body[:12]) if parse_date(ln.text) or parse_time_range(ln.text) or date_in(ln.text)
+    ]
     if not when_idx:
         return None
     first = last = when_idx[0]
@@ -213,8 +228,9 @@ def _when_lines(body: list[Line]) -> tuple[int, int] | None:
     return first, last
 
 
-def _parse_event(block: list[Line], closed: bool, source: str, tz: tzinfo,
-                 warnings: list[str]) -> tuple[Event | None, int]:
+def _parse_event(
+    block: list[Line], closed: bool, source: str, tz: tzinfo, warnings: list[str]
+) -> tuple[Event | None, int]:
     """The event block: heading, [caption], title, time range, date, venue, description, Speakers.
 
     `closed` says a Links heading ends the block (so all of it belongs to the event). Returns the
@@ -222,19 +238,19 @@ def _parse_event(block: list[Line], closed: bool, source: str, tz: tzinfo,
     heading, body = block[0], block[1:]
     when = _when_lines(body)
     if when is None:
-        warnings.append(f"{source}: line {heading.no}: an event heading without a date or time; "
-                        "the block is read as intro text")
+        warnings.append(
+            f"{source}: line {heading.no}: an event heading without a date or time; the block is read as intro text"
+        )
         return None, 0
     first_when, last_when = when
     before = [ln.text for ln in body[:first_when]]
     day: date | None = None
     span: tuple[time, time | None] | None = None
-    for ln in body[first_when:last_when + 1]:
+    for ln in body[first_when : last_when + 1]:
         day = day or parse_date(ln.text) or date_in(ln.text)
         span = span or parse_time_range(ln.text)
     if day is None:
-        warnings.append(f"{source}: line {body[first_when].no}: the event has a time but no date; "
-                        "it is not advertised")
+        warnings.append(f"{source}: line {body[first_when].no}: the event has a time but no date; it is not advertised")
         return None, 0
     venue, speakers, description, used_to = _event_details(body, last_when, closed)
     signup = next((url for ln in body[first_when:used_to] if (url := find_url(ln.text))), "")
@@ -246,10 +262,18 @@ def _parse_event(block: list[Line], closed: bool, source: str, tz: tzinfo,
     ends = datetime_at(day, end_t, tz) if start_t and end_t else None
     if ends and ends <= starts:
         ends += timedelta(days=1)  # runs past midnight
-    event = Event(title=one_line(before[-1] if before else heading.text, 300), starts=starts, ends=ends,
-                  all_day=start_t is None, venue=one_line(venue, 300), signup_url=signup, speakers=speakers,
-                  description=paragraphs(description), banner_alt=one_line(" ".join(before[:-1]), 300),
-                  heading=one_line(heading.text, 120))
+    event = Event(
+        title=one_line(before[-1] if before else heading.text, 300),
+        starts=starts,
+        ends=ends,
+        all_day=start_t is None,
+        venue=one_line(venue, 300),
+        signup_url=signup,
+        speakers=speakers,
+        description=paragraphs(description),
+        banner_alt=one_line(" ".join(before[:-1]), 300),
+        heading=one_line(heading.text, 120),
+    )
     return event, 1 + used_to
 
 
@@ -258,8 +282,7 @@ def datetime_at(day: date, at: time, tz: tzinfo) -> datetime:
     return datetime.combine(day, at, tz)
 
 
-def _event_details(body: list[Line], last_when: int,
-                   closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
+def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
     """After the date/time lines: venue line, description lines and the Speakers line.
     Returns (venue, speakers, description lines, index after the last line used)."""
     i = last_when + 1

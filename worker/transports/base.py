@@ -19,8 +19,9 @@ class Transport(abc.ABC):
     sender uses it to wait for its own ledger write while the envelope is on the wire."""
 
     @abc.abstractmethod
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool: ...
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool: ...
 
     def check(self) -> bool:
         """Is the connection still usable? (Cheap: called before reuse after idling.)"""
@@ -29,7 +30,7 @@ class Transport(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional for transports without a connection
         pass
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:

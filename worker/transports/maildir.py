@@ -19,8 +19,9 @@ class MaildirTransport(Transport):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
         self._box = mailbox.Maildir(str(self.path), create=False)
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
         if confirm is not None and not confirm():
             return False
         # Maildir writes to tmp/ and renames into new/: a message is there whole or not at all.

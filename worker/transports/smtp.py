@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -48,8 +47,9 @@ class SMTPTransport(Transport):
         context = ssl.create_default_context()
         try:
             if self.implicit_tls:
-                conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                        local_hostname=self.local_hostname, context=context)
+                conn = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname, context=context
+                )
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
             if conn.ehlo()[0] != 250:
@@ -102,8 +102,9 @@ class SMTPTransport(Transport):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
         """MAIL, RCPT, DATA for one recipient. The addresses were validated when they entered
         the system, so they go out as they are (smtplib's sendmail would re-parse both with
         email.utils on every message, a tenth of a millisecond each). They are still checked for
@@ -122,14 +123,15 @@ class SMTPTransport(Transport):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
             raise self._refused(exc.smtp_code, exc.smtp_error, recipient, "data") from exc
-        except (smtplib.SMTPServerDisconnected, socket.timeout, OSError, smtplib.SMTPException) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
         self._last_used = time.monotonic()
         return delivered
 
-    def _send_stepwise(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes,
-                       confirm: Callable[[], bool] | None) -> bool:
+    def _send_stepwise(
+        self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None
+    ) -> bool:
         code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
         if code != 250:
             raise self._refused(code, resp, recipient, "mail")
@@ -144,15 +146,18 @@ class SMTPTransport(Transport):
             raise self._refused(code, resp, recipient, "data")
         return True
 
-    def _send_pipelined(self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes,
-                        confirm: Callable[[], bool] | None) -> bool:
+    def _send_pipelined(
+        self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None
+    ) -> bool:
         """RFC 2920: MAIL, RCPT and DATA in one write, then their three replies in order: two
         round trips a message instead of four."""
         conn.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
         body = _dot_stuffed(message)  # while the server answers
         mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
-        failed = next(((r, stage) for r, ok, stage in ((mail, (250,), "mail"), (rcpt, (250, 251), "rcpt"))
-                       if r[0] not in ok), None)
+        failed = next(
+            ((r, stage) for r, ok, stage in ((mail, (250,), "mail"), (rcpt, (250, 251), "rcpt")) if r[0] not in ok),
+            None,
+        )
         if failed is not None:
             if data[0] == 354:
                 # A server that opened DATA with no recipient: end it empty; it must refuse that.

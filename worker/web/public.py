@@ -31,8 +31,14 @@ def episode_page(request: Request, slug: str, settings: AppSettings) -> HTMLResp
     """The episode's web page with its full transcript; 404 for an unknown slug."""
     ep = load_episode(settings, slug)
     digest = build_digest(ep, settings, as_of=utcnow())
-    return render_page(request, "episode.html", episode=ep, event=digest.event, page_url=digest.web_url,
-                       episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}")
+    return render_page(
+        request,
+        "episode.html",
+        episode=ep,
+        event=digest.event,
+        page_url=digest.web_url,
+        episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}",
+    )
 
 
 @router.get("/episodes/{slug}/event.ics", tags=["public"])
@@ -43,5 +49,8 @@ def event_ics(slug: str, settings: AppSettings) -> Response:
     digest = build_digest(ep, settings, as_of=datetime.combine(ep.date, datetime.min.time(), settings.tz))
     if not digest.ics:
         raise HTTPException(404, "this episode advertises no event")
-    return Response(digest.ics, media_type="text/calendar; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="event.ics"'})
+    return Response(
+        digest.ics,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="event.ics"'},
+    )

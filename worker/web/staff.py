@@ -66,8 +66,9 @@ def preview(request: Request, slug: str, settings: AppSettings) -> HTMLResponse:
     html, _ = template.personalised(Recipient("subscriber@example.com", "Sample Subscriber"))
     # The dark view switches the email's own dark-mode rules on, as a dark-mode client would.
     dark = html.replace("@media (prefers-color-scheme: dark)", "@media all")
-    return render_page(request, "preview.html", episode=ep, subject=template.rendered.subject, email_html=html,
-                       email_dark_html=dark)
+    return render_page(
+        request, "preview.html", episode=ep, subject=template.rendered.subject, email_html=html, email_dark_html=dark
+    )
 
 
 @router.post("/staff/test-sends", response_model=list[TestSendReply])
@@ -79,17 +80,22 @@ def test_sends(body: TestSendRequest, settings: AppSettings, who: Staff) -> list
 
 
 @router.post("/preview/{slug}/send-test", response_class=HTMLResponse)
-def preview_send(request: Request, slug: str, to: Annotated[str, Form(max_length=320)],
-                 settings: AppSettings, who: Staff) -> HTMLResponse:
+def preview_send(
+    request: Request, slug: str, to: Annotated[str, Form(max_length=320)], settings: AppSettings, who: Staff
+) -> HTMLResponse:
     """The preview page's form. 403 for a cross-site post (browsers replay cached basic-auth
     credentials on those), then as `test_sends`."""
     origin = request.headers.get("origin")
     if origin and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(403, "cross-site form post refused")
     results = send_tests(settings, slug, [to], who)
-    return render_page(request, "message.html", no_store=True,
-                       heading="Test email sent" if results[0].ok else "Test email failed",
-                       paragraphs=[f"{r.recipient}: {'sent' if r.ok else r.error}" for r in results])
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading="Test email sent" if results[0].ok else "Test email failed",
+        paragraphs=[f"{r.recipient}: {'sent' if r.ok else r.error}" for r in results],
+    )
 
 
 def send_tests(settings: Settings, slug: str, to: list[str], who: str) -> list[TestSendReply]:
@@ -105,5 +111,4 @@ def send_tests(settings: Settings, slug: str, to: list[str], who: str) -> list[T
         raise HTTPException(429, str(exc)) from None
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
-    return [TestSendReply(recipient=r.recipient, ok=r.ok, message_id=r.message_id, error=r.error)
-            for r in results]
+    return [TestSendReply(recipient=r.recipient, ok=r.ok, message_id=r.message_id, error=r.error) for r in results]

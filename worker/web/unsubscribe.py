@@ -11,9 +11,9 @@ from fastapi.responses import HTMLResponse
 from itsdangerous import BadSignature
 from sqlalchemy import select
 
+from .. import subscriptions
 from ..db import session_scope
 from ..message import read_unsubscribe_token
-from .. import subscriptions
 from ..models import Subscriber
 from ..settings import Settings
 from .auth import AppSettings
@@ -42,33 +42,63 @@ def unsubscribe_page(request: Request, token: str, settings: AppSettings) -> HTM
     try:
         email = address_for(settings, token)
     except HTTPException as exc:
-        return render_page(request, "message.html", exc.status_code, no_store=True,
-                           heading="This link does not work",
-                           paragraphs=[exc.detail + ". If you want to stop these emails, reply to one of them."])
-    return render_page(request, "message.html", no_store=True, heading=f"Unsubscribe from {settings.list_name}?",
-                       paragraphs=[f"{email} will get no more emails from {settings.list_name}."],
-                       form_action=f"/unsubscribe/{token}", button="Unsubscribe")
+        return render_page(
+            request,
+            "message.html",
+            exc.status_code,
+            no_store=True,
+            heading="This link does not work",
+            paragraphs=[exc.detail + ". If you want to stop these emails, reply to one of them."],
+        )
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading=f"Unsubscribe from {settings.list_name}?",
+        paragraphs=[f"{email} will get no more emails from {settings.list_name}."],
+        form_action=f"/unsubscribe/{token}",
+        button="Unsubscribe",
+    )
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(request: Request, token: str, settings: AppSettings,
-                one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None) -> HTMLResponse:
+def unsubscribe(
+    request: Request,
+    token: str,
+    settings: AppSettings,
+    one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
+) -> HTMLResponse:
     """RFC 8058 one-click (form body `List-Unsubscribe=One-Click`) and the page's button.
     Idempotent; no cookies, no login. 400/404 as `address_for`."""
     try:
         email = address_for(settings, token)
     except HTTPException as exc:
-        return render_page(request, "message.html", exc.status_code, no_store=True,
-                           heading="This link does not work", paragraphs=[exc.detail + "."])
+        return render_page(
+            request,
+            "message.html",
+            exc.status_code,
+            no_store=True,
+            heading="This link does not work",
+            paragraphs=[exc.detail + "."],
+        )
     with session_scope(settings) as session:
         subscriptions.unsubscribe(session, email, reason="one-click" if one_click else "web")
-    return render_page(request, "message.html", no_store=True, heading="You are unsubscribed",
-                       paragraphs=[f"{email} will get no more emails from {settings.list_name}."])
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading="You are unsubscribed",
+        paragraphs=[f"{email} will get no more emails from {settings.list_name}."],
+    )
 
 
 def _test_target(request: Request) -> HTMLResponse:
-    return render_page(request, "message.html", heading="This was a test email",
-                       paragraphs=["Its unsubscribe link is harmless: nothing was changed."])
+    return render_page(
+        request,
+        "message.html",
+        heading="This was a test email",
+        paragraphs=["Its unsubscribe link is harmless: nothing was changed."],
+    )
 
 
 @router.get("/unsubscribe-test", response_class=HTMLResponse)

@@ -1,18 +1,23 @@
-"""Public pages: the episode pages the email links to, their calendar files, the health check."""
+"""Public pages: the episode pages the email links to, the web copy of the email, calendar files
+and the health check."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from ..db import session_scope
 from ..digest import build_digest
-from ..models import utcnow
+from ..episodes import Episode
+from ..message import compose
+from ..models import Campaign, utcnow
+from ..render import RenderedEmail
+from ..settings import Settings
 from .auth import AppSettings
-from .lookup import load_episode
+from .lookup import load_episode, record_for
 from .pages import render_page
 
 router = APIRouter()
@@ -28,17 +33,45 @@ def healthz(settings: AppSettings) -> dict:
 
 @router.get("/episodes/{slug}", response_class=HTMLResponse, tags=["public"])
 def episode_page(request: Request, slug: str, settings: AppSettings) -> HTMLResponse:
-    """The episode's web page with its full transcript; 404 for an unknown slug."""
+    """The episode's web page with its full transcript, and its event section (the email's
+    "Event details" link points at `#event`): kept once the event is over, marked as finished.
+    404 for an unknown slug."""
     ep = load_episode(settings, slug)
-    digest = build_digest(ep, settings, as_of=utcnow())
-    return render_page(
-        request,
-        "episode.html",
-        episode=ep,
-        event=digest.event,
-        page_url=digest.web_url,
-        episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}",
-    )
+    now = utcnow()
+    event_over = bool(ep.event and ep.event.finishes <= now)
+    # Built as of the event's start when it is over, so the section keeps its details.
+    as_of = ep.event.starts - timedelta(seconds=1) if ep.event and event_over else now
+    digest = build_digest(ep, settings, as_of=as_of)
+    return render_page(request, "episode.html", episode=ep, event=digest.event, event_over=event_over,
+                       page_url=digest.web_url, episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}")
+
+
+def stored_email(settings: Settings, slug: str) -> RenderedEmail:
+    """The email as the campaign stored it at publish (rendered and inlined, placeholders in it),
+    or, for an episode with no campaign yet, rendered now. HTTPException(404) for an unknown slug."""
+    with session_scope(settings) as session:
+        record = record_for(session, slug)
+        campaign = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
+        if campaign is not None:
+            return RenderedEmail(name="digest", subject=campaign.subject, html=campaign.html, text=campaign.text,
+                                 nonce=campaign.nonce)
+        ep = Episode.from_json(record.data)
+    return compose(ep, settings, as_of=utcnow()).rendered
+
+
+#: What the web copy shows where a recipient's own values would be: nobody's address, no token.
+WEB_COPY_VALUES = {"greeting": "there", "email": "your address", "unsubscribe_url": "/unsubscribe"}
+
+
+@router.get("/episodes/{slug}/email", response_class=HTMLResponse, tags=["public"])
+def email_copy(slug: str, settings: AppSettings) -> HTMLResponse:
+    """"View this email in your browser": the HTML part of the email itself, as sent, filled with
+    neutral values (`WEB_COPY_VALUES`): not personalised, no token, no tracking. 404 for an
+    unknown slug."""
+    values = dict(WEB_COPY_VALUES, unsubscribe_url=f"{settings.base_url}/unsubscribe")
+    html, _text = stored_email(settings, slug).personaliser().fill(values)
+    return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
+                                       "Cache-Control": "public, max-age=300"})
 
 
 @router.get("/episodes/{slug}/event.ics", tags=["public"])
@@ -49,8 +82,5 @@ def event_ics(slug: str, settings: AppSettings) -> Response:
     digest = build_digest(ep, settings, as_of=datetime.combine(ep.date, datetime.min.time(), settings.tz))
     if not digest.ics:
         raise HTTPException(404, "this episode advertises no event")
-    return Response(
-        digest.ics,
-        media_type="text/calendar; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="event.ics"'},
-    )
+    return Response(digest.ics, media_type="text/calendar; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="event.ics"'})

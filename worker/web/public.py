@@ -3,14 +3,14 @@ and the health check."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select, text
 
 from ..db import session_scope
-from ..digest import build_digest
+from ..digest import Digest, build_digest
 from ..episodes import Episode
 from ..message import compose
 from ..models import Campaign, utcnow
@@ -31,17 +31,24 @@ def healthz(settings: AppSettings) -> dict:
     return {"ok": True}
 
 
+def event_digest(ep: Episode, settings: Settings) -> tuple[Digest, bool]:
+    """The episode's digest for its web page and calendar file, and whether its event is over.
+
+    The page keeps the event section the email linked to, so a finished event is built as of
+    just before it started (and said to be over) instead of being dropped."""
+    now = utcnow()
+    over = bool(ep.event and ep.event.finishes <= now)
+    as_of = ep.event.starts - timedelta(seconds=1) if ep.event and over else now
+    return build_digest(ep, settings, as_of=as_of), over
+
+
 @router.get("/episodes/{slug}", response_class=HTMLResponse, tags=["public"])
 def episode_page(request: Request, slug: str, settings: AppSettings) -> HTMLResponse:
     """The episode's web page with its full transcript, and its event section (the email's
-    "Event details" link points at `#event`): kept once the event is over, marked as finished.
+    "Event details" link points at `#event`), kept once the event is over and marked as finished.
     404 for an unknown slug."""
     ep = load_episode(settings, slug)
-    now = utcnow()
-    event_over = bool(ep.event and ep.event.finishes <= now)
-    # Built as of the event's start when it is over, so the section keeps its details.
-    as_of = ep.event.starts - timedelta(seconds=1) if ep.event and event_over else now
-    digest = build_digest(ep, settings, as_of=as_of)
+    digest, event_over = event_digest(ep, settings)
     return render_page(request, "episode.html", episode=ep, event=digest.event, event_over=event_over,
                        page_url=digest.web_url, episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}")
 
@@ -76,10 +83,9 @@ def email_copy(slug: str, settings: AppSettings) -> HTMLResponse:
 
 @router.get("/episodes/{slug}/event.ics", tags=["public"])
 def event_ics(slug: str, settings: AppSettings) -> Response:
-    """The event's iCalendar file (RFC 5545, text/calendar); 404 for an unknown slug or an
-    episode without an event."""
-    ep = load_episode(settings, slug)
-    digest = build_digest(ep, settings, as_of=datetime.combine(ep.date, datetime.min.time(), settings.tz))
+    """The event's iCalendar file (RFC 5545, text/calendar), the same event the page shows; 404
+    for an unknown slug or an episode without an event."""
+    digest, _over = event_digest(load_episode(settings, slug), settings)
     if not digest.ics:
         raise HTTPException(404, "this episode advertises no event")
     return Response(digest.ics, media_type="text/calendar; charset=utf-8",

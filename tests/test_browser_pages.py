@@ -150,28 +150,40 @@ def frame_background(page) -> str:  # noqa: ANN001
     return page.frame_locator("#f").locator("td.card").first.evaluate("e => getComputedStyle(e).backgroundColor")
 
 
+# the frame shows the whole email: as tall as its document
+FITS = (
+    "() => { const f = document.getElementById('f'); "
+    "return f.clientHeight >= f.contentDocument.documentElement.scrollHeight; }"
+)
+CARD_IS = (
+    "c => getComputedStyle(document.getElementById('f').contentDocument.querySelector('td.card')).backgroundColor === c"
+)
+
+
 @pytest.mark.parametrize("browser_scheme", SCHEMES)
 def test_preview_toggles_work_whatever_the_browsers_scheme(site, browser, tmp_path, browser_scheme):  # noqa: F811
     base, _ = site
     out = shots_dir(tmp_path)
     for width in WIDTHS:
-        ctx = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=browser_scheme,
-                                  http_credentials={"username": "staff", "password": TOKEN})
+        ctx = browser.new_context(
+            viewport={"width": width, "height": 900},
+            color_scheme=browser_scheme,
+            http_credentials={"username": "staff", "password": TOKEN},
+        )
         page = ctx.new_page()
         assert page.goto(f"{base}/preview/{SLUG}").status == 200
         assert re.match(r"As of \w+day \d+ \w+ \d{4}, \d\d:\d\d", page.text_content("#as-of"))
         assert frame_background(page) == "rgb(255, 255, 255)"  # light, even in a dark browser
-        fits = "() => { const f = document.getElementById('f'); return f.clientHeight - f.contentDocument.documentElement.scrollHeight; }"
-        page.wait_for_function(f"({fits})() >= 0")
+        page.wait_for_function(FITS)
         look(page, "preview", width, f"{browser_scheme}-browser-light-email", out)
         page.check("input[value=dark]")
-        page.wait_for_function("() => getComputedStyle(document.getElementById('f').contentDocument.querySelector('td.card')).backgroundColor === 'rgb(27, 33, 40)'")
+        page.wait_for_function(CARD_IS, arg="rgb(27, 33, 40)")
         page.check("input[value=mobile]")
         assert page.evaluate("document.getElementById('f').clientWidth") <= 375
-        page.wait_for_function(f"({fits})() >= 0")
+        page.wait_for_function(FITS)
         look(page, "preview", width, f"{browser_scheme}-browser-dark-email-mobile", out)
         page.check("input[value=light]")
-        page.wait_for_function("() => getComputedStyle(document.getElementById('f').contentDocument.querySelector('td.card')).backgroundColor === 'rgb(255, 255, 255)'")
+        page.wait_for_function(CARD_IS, arg="rgb(255, 255, 255)")
         page.fill("input[name=to]", "someone@elsewhere.example")
         page.click("form.send button")
         page.wait_for_selector("text=Test email not sent")

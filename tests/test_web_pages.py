@@ -58,9 +58,12 @@ def is_site_page(text: str) -> bool:
 
 
 def test_errors_a_browser_reaches_are_pages_in_the_sites_style(client):
-    for path, code, words in [(f"/episodes/nope", 404, "Page not found"), ("/no/such/page", 404, "Page not found"),
-                              ("/unsubscribe/not-a-token", 400, "This link does not work"),
-                              (f"/preview/{SLUG}", 401, "Staff sign-in needed")]:
+    for path, code, words in [
+        ("/episodes/nope", 404, "Page not found"),
+        ("/no/such/page", 404, "Page not found"),
+        ("/unsubscribe/not-a-token", 400, "This link does not work"),
+        (f"/preview/{SLUG}", 401, "Staff sign-in needed"),
+    ]:
         r = client.get(path, headers=HTML)
         assert r.status_code == code, path
         assert r.headers["content-type"].startswith("text/html"), path
@@ -154,15 +157,19 @@ def test_already_unsubscribed_says_so_and_offers_to_resubscribe(client):
     assert again.status_code == 200 and "You are already unsubscribed" in again.text
     assert "Resubscribe" in again.text and f'href="/manage/{token}"' in again.text and "<form" not in again.text
     with session_scope() as s:
-        assert s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader1@example.org")) \
-            == "unsubscribed"
+        assert (
+            s.scalar(select(Subscriber.status).where(Subscriber.email_key == "reader1@example.org")) == "unsubscribed"
+        )
 
 
 def test_the_preview_says_its_as_of_time_and_forces_each_colour_scheme(client):
     r = client.get(f"/preview/{SLUG}", headers=BEARER)
     assert r.status_code == 200
-    assert re.search(r'id="as-of">As of <time datetime="[^"]+">[A-Z][a-z]+day \d+ \w+ \d{4}, \d\d:\d\d \w+</time> '
-                     r"\(campaign 1&#39;s send time\)", r.text)
+    assert re.search(
+        r'id="as-of">As of <time datetime="[^"]+">[A-Z][a-z]+day \d+ \w+ \d{4}, \d\d:\d\d \w+</time> '
+        r"\(campaign 1&#39;s send time\)",
+        r.text,
+    )
     light = re.search(r'data-light="([^"]*)"', r.text).group(1)
     dark = re.search(r'data-dark="([^"]*)"', r.text).group(1)
     assert "prefers-color-scheme" not in light and "@media not all" in light

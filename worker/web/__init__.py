@@ -29,8 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A FastAPI app serving every router in ROUTERS with `settings` (default: `get_settings()`),
     stored on `app.state.settings`, and bodies over NEWSLETTER_MAX_REQUEST_BYTES refused (413)."""
     settings = settings or get_settings()
-    app = FastAPI(title="newsletter-worker", version="0.1.0", docs_url=None, redoc_url=None,
-                  description="Episode archive, unsubscribe (RFC 8058) and staff tools.")
+    app = FastAPI(
+        title="newsletter-worker",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        description="Episode archive, unsubscribe (RFC 8058) and staff tools.",
+    )
     app.state.settings = settings
     app.state.pages = page_environment(settings)
     for router in ROUTERS:

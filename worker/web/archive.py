@@ -4,7 +4,7 @@ feed (RFC 4287, written by feedgen)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -43,28 +43,37 @@ def archive_entries(settings: Settings, page: int = 1, size: int | None = None) 
     first): page `page` (1-based) of `size` (default PAGE_SIZE), and whether an older page exists."""
     size = size or PAGE_SIZE
     with session_scope(settings) as session:
-        rows = session.scalars(select(EpisodeRecord).order_by(EpisodeRecord.published_on.desc(),
-                                                               EpisodeRecord.id.desc())
-                               .offset((page - 1) * size).limit(size + 1)).all()
+        rows = session.scalars(
+            select(EpisodeRecord)
+            .order_by(EpisodeRecord.published_on.desc(), EpisodeRecord.id.desc())
+            .offset((page - 1) * size)
+            .limit(size + 1)
+        ).all()
         entries = []
         for row in rows[:size]:
             ep = Episode.from_json(row.data)
             summary = ep.summary or " ".join(ep.intro)
-            entries.append(ArchiveEntry(slug=ep.slug, title=ep.title, number=ep.number, date=ep.date,
-                                        date_text=f"{ep.date.day} {ep.date.strftime('%B %Y')}",
-                                        summary=truncate_words(summary, SUMMARY_CHARS),
-                                        stored_at=_aware(row.created_at)))
+            entries.append(
+                ArchiveEntry(
+                    slug=ep.slug,
+                    title=ep.title,
+                    number=ep.number,
+                    date=ep.date,
+                    date_text=f"{ep.date.day} {ep.date.strftime('%B %Y')}",
+                    summary=truncate_words(summary, SUMMARY_CHARS),
+                    stored_at=_aware(row.created_at),
+                )
+            )
     return entries, len(rows) > size
 
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes for what was stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @router.get("/", response_class=HTMLResponse)
-def archive(request: Request, settings: AppSettings,
-            page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
+def archive(request: Request, settings: AppSettings, page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
     """The archive page: PAGE_SIZE episodes a page, newest first, with a link to older ones."""
     entries, more = archive_entries(settings, page)
     return render_page(request, "archive.html", episodes=entries, older_url=f"/?page={page + 1}" if more else None)

@@ -43,8 +43,15 @@ def wants_html(request: Request) -> bool:
 
 def error_page(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
     """The HTML error page: a heading for the status, the detail, a way back home."""
-    response = render_page(request, "error.html", status, no_store=True,
-                           heading=HEADINGS.get(status, "Something went wrong"), detail=detail, code=status)
+    response = render_page(
+        request,
+        "error.html",
+        status,
+        no_store=True,
+        heading=HEADINGS.get(status, "Something went wrong"),
+        detail=detail,
+        code=status,
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

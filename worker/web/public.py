@@ -49,8 +49,15 @@ def episode_page(request: Request, slug: str, settings: AppSettings) -> HTMLResp
     404 for an unknown slug."""
     ep = load_episode(settings, slug)
     digest, event_over = event_digest(ep, settings)
-    return render_page(request, "episode.html", episode=ep, event=digest.event, event_over=event_over,
-                       page_url=digest.web_url, episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}")
+    return render_page(
+        request,
+        "episode.html",
+        episode=ep,
+        event=digest.event,
+        event_over=event_over,
+        page_url=digest.web_url,
+        episode_date=f"{ep.date.day} {ep.date.strftime('%B %Y')}",
+    )
 
 
 def stored_email(settings: Settings, slug: str) -> RenderedEmail:
@@ -60,8 +67,9 @@ def stored_email(settings: Settings, slug: str) -> RenderedEmail:
         record = record_for(session, slug)
         campaign = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
         if campaign is not None:
-            return RenderedEmail(name="digest", subject=campaign.subject, html=campaign.html, text=campaign.text,
-                                 nonce=campaign.nonce)
+            return RenderedEmail(
+                name="digest", subject=campaign.subject, html=campaign.html, text=campaign.text, nonce=campaign.nonce
+            )
         ep = Episode.from_json(record.data)
     return compose(ep, settings, as_of=utcnow()).rendered
 
@@ -72,13 +80,15 @@ WEB_COPY_VALUES = {"greeting": "there", "email": "your address", "unsubscribe_ur
 
 @router.get("/episodes/{slug}/email", response_class=HTMLResponse, tags=["public"])
 def email_copy(slug: str, settings: AppSettings) -> HTMLResponse:
-    """"View this email in your browser": the HTML part of the email itself, as sent, filled with
+    """ "View this email in your browser": the HTML part of the email itself, as sent, filled with
     neutral values (`WEB_COPY_VALUES`): not personalised, no token, no tracking. 404 for an
     unknown slug."""
     values = dict(WEB_COPY_VALUES, unsubscribe_url=f"{settings.base_url}/unsubscribe")
     html, _text = stored_email(settings, slug).personaliser().fill(values)
-    return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
-                                       "Cache-Control": "public, max-age=300"})
+    return HTMLResponse(
+        html,
+        headers={"Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex", "Cache-Control": "public, max-age=300"},
+    )
 
 
 @router.get("/episodes/{slug}/event.ics", tags=["public"])
@@ -88,5 +98,8 @@ def event_ics(slug: str, settings: AppSettings) -> Response:
     digest, _over = event_digest(load_episode(settings, slug), settings)
     if not digest.ics:
         raise HTTPException(404, "this episode advertises no event")
-    return Response(digest.ics, media_type="text/calendar; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="event.ics"'})
+    return Response(
+        digest.ics,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="event.ics"'},
+    )

@@ -4,7 +4,7 @@ Every route here depends on `auth.require_staff` (401 without the staff token)."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -58,17 +58,28 @@ def scheme_views(html: str) -> tuple[str, str]:
     """(light, dark) copies of an email's HTML whose colour scheme no longer depends on the
     browser's: the light one turns the email's `prefers-color-scheme: dark` rules off and asks for a
     light canvas, the dark one turns them on, as a dark-mode mail client would."""
-    light = (html.replace("@media (prefers-color-scheme: dark)", "@media not all")
-             .replace('content="light dark"', 'content="light"').replace("color-scheme: light dark", "color-scheme: light"))
-    dark = (html.replace("@media (prefers-color-scheme: dark)", "@media all")
-            .replace('content="light dark"', 'content="dark"').replace("color-scheme: light dark", "color-scheme: dark"))
+    light = (
+        html.replace("@media (prefers-color-scheme: dark)", "@media not all")
+        .replace('content="light dark"', 'content="light"')
+        .replace("color-scheme: light dark", "color-scheme: light")
+    )
+    dark = (
+        html.replace("@media (prefers-color-scheme: dark)", "@media all")
+        .replace('content="light dark"', 'content="dark"')
+        .replace("color-scheme: light dark", "color-scheme: dark")
+    )
     return light, dark
 
 
 @router.get("/preview/{slug}", response_class=HTMLResponse)
-def preview(request: Request, slug: str, settings: AppSettings,
-            as_of: Annotated[datetime | None, Query(description="ISO date-time; default: the campaign's "
-                                                                  "send time, or now")] = None) -> HTMLResponse:
+def preview(
+    request: Request,
+    slug: str,
+    settings: AppSettings,
+    as_of: Annotated[
+        datetime | None, Query(description="ISO date-time; default: the campaign's send time, or now")
+    ] = None,
+) -> HTMLResponse:
     """The email as a sample subscriber gets it, in a frame with desktop/mobile and light/dark
     toggles and a send-test form, saying which "as of" time it is rendered for; 404 for an unknown
     slug, 422 for a bad `as_of`."""
@@ -83,14 +94,22 @@ def preview(request: Request, slug: str, settings: AppSettings,
     else:
         moment, why = utcnow(), "now: no campaign yet"
     if moment.tzinfo is None:  # SQLite hands back naive UTC
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     template = compose(ep, settings, as_of=moment)
     html, _ = template.personalised(Recipient("subscriber@example.com", "Sample Subscriber"))
     light, dark = scheme_views(html)
     local = moment.astimezone(settings.tz)
-    return render_page(request, "preview.html", episode=ep, subject=template.rendered.subject, email_light=light,
-                       email_dark=dark, as_of_text=f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z}",
-                       as_of_iso=local.isoformat(timespec="minutes"), as_of_why=why)
+    return render_page(
+        request,
+        "preview.html",
+        episode=ep,
+        subject=template.rendered.subject,
+        email_light=light,
+        email_dark=dark,
+        as_of_text=f"{local:%A} {local.day} {local:%B %Y, %H:%M %Z}",
+        as_of_iso=local.isoformat(timespec="minutes"),
+        as_of_why=why,
+    )
 
 
 @router.post("/staff/test-sends", response_model=list[TestSendReply])
@@ -102,8 +121,9 @@ def test_sends(body: TestSendRequest, settings: AppSettings, who: Staff) -> list
 
 
 @router.post("/preview/{slug}/send-test", response_class=HTMLResponse)
-def preview_send(request: Request, slug: str, to: Annotated[str, Form(max_length=320)],
-                 settings: AppSettings, who: Staff) -> HTMLResponse:
+def preview_send(
+    request: Request, slug: str, to: Annotated[str, Form(max_length=320)], settings: AppSettings, who: Staff
+) -> HTMLResponse:
     """The preview page's form. 403 for a cross-site post (browsers replay cached basic-auth
     credentials on those), then as `test_sends`."""
     origin = request.headers.get("origin")
@@ -115,11 +135,23 @@ def preview_send(request: Request, slug: str, to: Annotated[str, Form(max_length
     except HTTPException as exc:
         if exc.status_code == 404:
             raise
-        return render_page(request, "message.html", exc.status_code, no_store=True, heading="Test email not sent",
-                           paragraphs=[str(exc.detail)], links=back)
-    return render_page(request, "message.html", no_store=True,
-                       heading="Test email sent" if results[0].ok else "Test email failed",
-                       paragraphs=[f"{r.recipient}: {'sent' if r.ok else r.error}" for r in results], links=back)
+        return render_page(
+            request,
+            "message.html",
+            exc.status_code,
+            no_store=True,
+            heading="Test email not sent",
+            paragraphs=[str(exc.detail)],
+            links=back,
+        )
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading="Test email sent" if results[0].ok else "Test email failed",
+        paragraphs=[f"{r.recipient}: {'sent' if r.ok else r.error}" for r in results],
+        links=back,
+    )
 
 
 def send_tests(settings: Settings, slug: str, to: list[str], who: str) -> list[TestSendReply]:
@@ -135,5 +167,4 @@ def send_tests(settings: Settings, slug: str, to: list[str], who: str) -> list[T
         raise HTTPException(429, str(exc)) from None
     except InputError as exc:
         raise HTTPException(422, str(exc)) from None
-    return [TestSendReply(recipient=r.recipient, ok=r.ok, message_id=r.message_id, error=r.error)
-            for r in results]
+    return [TestSendReply(recipient=r.recipient, ok=r.ok, message_id=r.message_id, error=r.error) for r in results]

@@ -44,29 +44,49 @@ def resubscribe_url(token: str) -> str:
 
 
 def _bad_link(request: Request, exc: HTTPException) -> HTMLResponse:
-    return render_page(request, "message.html", exc.status_code, no_store=True, heading="This link does not work",
-                       paragraphs=[exc.detail[:1].upper() + exc.detail[1:] + ".",
-                                   "If you want to stop these emails, use the unsubscribe link in a recent one, "
-                                   "or reply to it."],
-                       links=[("/", "See all episodes")])
+    return render_page(
+        request,
+        "message.html",
+        exc.status_code,
+        no_store=True,
+        heading="This link does not work",
+        paragraphs=[
+            exc.detail[:1].upper() + exc.detail[1:] + ".",
+            "If you want to stop these emails, use the unsubscribe link in a recent one, or reply to it.",
+        ],
+        links=[("/", "See all episodes")],
+    )
 
 
 def _unsubscribed(request: Request, settings: Settings, email: str, token: str, heading: str) -> HTMLResponse:
-    return render_page(request, "message.html", no_store=True, heading=heading,
-                       paragraphs=[f"{email} will get no more emails from {settings.list_name}.",
-                                   "Changed your mind? You can subscribe again."],
-                       links=[(resubscribe_url(token), "Resubscribe"), ("/", "See all episodes")])
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading=heading,
+        paragraphs=[
+            f"{email} will get no more emails from {settings.list_name}.",
+            "Changed your mind? You can subscribe again.",
+        ],
+        links=[(resubscribe_url(token), "Resubscribe"), ("/", "See all episodes")],
+    )
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse)
 def unsubscribe_help(request: Request, settings: AppSettings) -> HTMLResponse:
     """Where the web copy of the email points its unsubscribe link: how to unsubscribe (each
     email carries its recipient's own link). Changes nothing."""
-    return render_page(request, "message.html", heading=f"Unsubscribe from {settings.list_name}",
-                       paragraphs=["Every email we send has its own unsubscribe link at the bottom: open it from "
-                                   "the email you received and press the button.",
-                                   "You can also reply to any of our emails and ask to be removed."],
-                       links=[("/", "See all episodes")])
+    return render_page(
+        request,
+        "message.html",
+        heading=f"Unsubscribe from {settings.list_name}",
+        paragraphs=[
+            "Every email we send has its own unsubscribe link at the bottom: open it from "
+            "the email you received and press the button.",
+            "You can also reply to any of our emails and ask to be removed.",
+        ],
+        links=[("/", "See all episodes")],
+    )
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
@@ -79,14 +99,24 @@ def unsubscribe_page(request: Request, token: str, settings: AppSettings) -> HTM
         return _bad_link(request, exc)
     if status == SubscriberStatus.UNSUBSCRIBED:
         return _unsubscribed(request, settings, email, token, "You are already unsubscribed")
-    return render_page(request, "message.html", no_store=True, heading=f"Unsubscribe from {settings.list_name}?",
-                       paragraphs=[f"{email} will get no more emails from {settings.list_name}."],
-                       form_action=f"/unsubscribe/{token}", button="Unsubscribe")
+    return render_page(
+        request,
+        "message.html",
+        no_store=True,
+        heading=f"Unsubscribe from {settings.list_name}?",
+        paragraphs=[f"{email} will get no more emails from {settings.list_name}."],
+        form_action=f"/unsubscribe/{token}",
+        button="Unsubscribe",
+    )
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe(request: Request, token: str, settings: AppSettings,
-                one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None) -> HTMLResponse:
+def unsubscribe(
+    request: Request,
+    token: str,
+    settings: AppSettings,
+    one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
+) -> HTMLResponse:
     """RFC 8058 one-click (form body `List-Unsubscribe=One-Click`) and the page's button.
     Idempotent; no cookies, no login. 400/404 as `address_for`."""
     try:
@@ -99,8 +129,12 @@ def unsubscribe(request: Request, token: str, settings: AppSettings,
 
 
 def _test_target(request: Request) -> HTMLResponse:
-    return render_page(request, "message.html", heading="This was a test email",
-                       paragraphs=["Its unsubscribe link is harmless: nothing was changed."])
+    return render_page(
+        request,
+        "message.html",
+        heading="This was a test email",
+        paragraphs=["Its unsubscribe link is harmless: nothing was changed."],
+    )
 
 
 @router.get("/unsubscribe-test", response_class=HTMLResponse)

@@ -205,5 +205,5 @@ def test_api_docs_render_with_no_internet(live, browser):  # noqa: F811
     page.goto(f"{base}/docs")
     page.wait_for_selector(".swagger-ui .info .title")
     assert "newsletter-worker" in page.text_content(".swagger-ui .info .title")
-    page.wait_for_selector("[data-path=\"/unsubscribe/{token}\"]")  # operations listed: the 3.1 spec was read
+    page.wait_for_selector('[data-path="/unsubscribe/{token}"]')  # operations listed: the 3.1 spec was read
     assert asked and all(u.startswith(base) or u.startswith("data:") for u in asked), asked

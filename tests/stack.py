@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from worker.settings import PROJECT_DIR
@@ -42,22 +42,28 @@ class Stack:
         self.beat: subprocess.Popen | None = None
         self._n = 0
 
-    def _spawn(self, args: list[str], name: str) -> tuple[subprocess.Popen, Path]:
+    def _spawn(
+        self, args: list[str], name: str, prefix: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen, Path]:
         self._n += 1
         log = self.log_dir / f"{name}-{self._n}.log"
         fh = open(log, "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", *args],
+            [*prefix, sys.executable, "-m", "celery", "-A", "worker", *args],
             cwd=PROJECT_DIR,
             stdout=fh,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
         fh.close()
         return proc, log
 
-    def start_worker(self, concurrency: int | None = None) -> subprocess.Popen:
+    def start_worker(
+        self, concurrency: int | None = None, prefix: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """A prefork worker; `prefix` goes before the interpreter on the command line (e.g.
+        `faketime -f -10m`, `ip netns exec HOST`), `env` over this process's environment."""
         proc, log = self._spawn(
             [
                 "worker",
@@ -73,15 +79,17 @@ class Stack:
                 f"w{self._n + 1}@%h",
             ],
             "worker",
+            prefix,
+            env,
         )
         self.workers.append(proc)
         wait_for(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 60, "the worker to start")
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         return proc
 
-    def start_beat(self) -> subprocess.Popen:
+    def start_beat(self, prefix: Sequence[str] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
         self.beat, _ = self._spawn(
-            ["beat", "--loglevel", "INFO", "-s", str(self.log_dir / "celerybeat-schedule")], "beat"
+            ["beat", "--loglevel", "INFO", "-s", str(self.log_dir / "celerybeat-schedule")], "beat", prefix, env
         )
         return self.beat
 

@@ -14,12 +14,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .clock import SQLITE_NOW, db_now, seconds_until
 from .db import is_postgres
 from .episodes import Episode
 from .errors import NotFound
@@ -124,7 +125,7 @@ def create_campaign(
 def freeze_audience(session: Session, campaign: Campaign) -> int:
     """One delivery row per active subscriber, in bulk. The unique (campaign, subscriber) key
     makes a second call add nobody twice."""
-    now = utcnow()
+    now = db_now(session)
     sel = (
         select(
             literal(campaign.id, Delivery.campaign_id.type),
@@ -133,7 +134,7 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
             Subscriber.name,
             literal(D.QUEUED, Delivery.status.type),
             literal(0, Delivery.attempts.type),
-            literal(now, Delivery.updated_at.type),
+            now,
         )
         .where(Subscriber.status == SubscriberStatus.ACTIVE)
         .where(
@@ -152,7 +153,8 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
     added = total - (campaign.total or 0)
     campaign.total = total
     campaign.status = CampaignStatus.SENDING
-    campaign.started_at = campaign.started_at or now
+    if campaign.started_at is None:
+        campaign.started_at = db_now(session)
     session.flush()
     return added
 
@@ -180,7 +182,7 @@ class Claimed:
     attempts: int
 
 
-def _due(campaign_id: int, now: datetime):
+def _due(campaign_id: int, now):  # noqa: ANN001 (a SQL expression: the database's time)
     return and_(
         Delivery.campaign_id == campaign_id,
         or_(Delivery.status == D.QUEUED, and_(Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)),
@@ -192,7 +194,7 @@ def claim_batch(session: Session, campaign_id: int, token: str, limit: int, work
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows without
     waiting. SQLite: the UPDATE runs inside BEGIN IMMEDIATE, which serialises claimers."""
-    now = utcnow()
+    now = db_now(session)
     session.merge(Claim(token=token, campaign_id=campaign_id, worker=worker[:200], heartbeat_at=now))
     ids = select(Delivery.id).where(_due(campaign_id, now)).order_by(Delivery.id).limit(limit)
     if is_postgres(session):
@@ -242,15 +244,16 @@ def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = N
 
 def mark_temporary_failure(
     session: Session, token: str, delivery_id: int, error: str, attempts: int, settings: Settings
-) -> datetime | None:
-    """Back to 'retry' with a due time, or 'failed' when out of attempts. Returns the due time."""
-    now = utcnow()
+) -> float | None:
+    """Back to 'retry', due `retry_delay` seconds from now on the database's clock, or 'failed'
+    when out of attempts. Returns that delay in seconds (None: failed)."""
+    now = db_now(session)
     if attempts >= settings.max_attempts:
         values = {"status": D.FAILED, "last_error": f"gave up after {attempts} attempts: {error}"[:2000]}
         due = None
     else:
-        due = now + timedelta(seconds=retry_delay(attempts, settings))
-        values = {"status": D.RETRY, "next_attempt_at": due, "last_error": error[:2000]}
+        due = retry_delay(attempts, settings)
+        values = {"status": D.RETRY, "next_attempt_at": db_now(session, due), "last_error": error[:2000]}
     session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
@@ -266,7 +269,7 @@ def mark_permanent_failure(
 ) -> None:
     """A 5xx: failed for good; with `suppress` the address is marked bounced so no campaign tries
     it again."""
-    now = utcnow()
+    now = db_now(session)
     session.execute(
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
@@ -282,8 +285,6 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
     """Seconds until this campaign's earliest retry falls due (negative: overdue), on the
     database's clock; None when no row waits for a retry. A batch that ends schedules its
     follow-up from this, so a campaign with retries finishes without the sweeper."""
-    from .clock import seconds_until
-
     seconds = session.scalar(
         select(seconds_until(session, func.min(Delivery.next_attempt_at))).where(
             Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY
@@ -295,7 +296,7 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
 
 def release_claim(session: Session, token: str) -> None:
     """End of a batch: rows still only claimed (not attempted) go back to the queue."""
-    now = utcnow()
+    now = db_now(session)
     session.execute(
         update(Delivery)
         .where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)
@@ -325,9 +326,9 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
       rows go back to the queue; a row it had in flight becomes 'uncertain' (reported, not resent).
     - Campaigns with due work and no live claim are returned in `need_work` for re-enqueueing.
     """
-    now = utcnow()
+    now = db_now(session)
     report = SweepReport(finished=[], need_work=[])
-    cutoff = now - timedelta(seconds=settings.claim_lease)
+    cutoff = db_now(session, -settings.claim_lease)  # heartbeats are the database's time too
     dead = list(session.scalars(select(Claim.token).where(Claim.heartbeat_at < cutoff)))
     live = select(Claim.token)
     orphan = and_(
@@ -370,7 +371,7 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
     return report
 
 
-def _mark_done_if_settled(session: Session, campaign: Campaign, now: datetime) -> bool:
+def _mark_done_if_settled(session: Session, campaign: Campaign, now) -> bool:  # noqa: ANN001
     """A campaign is done when no row is queued, claimed, sending or awaiting retry."""
     open_rows = session.scalar(
         select(func.count())
@@ -389,7 +390,7 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.SENDING:
         return campaign is not None and campaign.status == CampaignStatus.DONE
-    done = _mark_done_if_settled(session, campaign, utcnow())
+    done = _mark_done_if_settled(session, campaign, db_now(session))
     session.commit()
     return done
 
@@ -411,7 +412,7 @@ def status(session: Session, campaign_id: int) -> dict:
     open_rows = sum(c[s] for s in D.OPEN)
     eta = None
     if open_rows and campaign.status == CampaignStatus.SENDING:
-        window = utcnow() - timedelta(seconds=60)
+        window = db_now(session, -60)
         recent = session.scalar(
             select(func.count())
             .select_from(Delivery)
@@ -437,7 +438,7 @@ def resend_uncertain(session: Session, campaign_id: int) -> int:
     n = session.execute(
         update(Delivery)
         .where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
-        .values(status=D.QUEUED, claim_token=None, updated_at=utcnow())
+        .values(status=D.QUEUED, claim_token=None, updated_at=db_now(session))
         .execution_options(synchronize_session=False)
     ).rowcount
     if n:
@@ -465,22 +466,22 @@ class ProgressWriter:
 
     PG = """
         WITH done AS (
-            UPDATE deliveries SET status = 'sent', message_id = $4, sent_at = $5,
-                   last_error = NULL, updated_at = $5
+            UPDATE deliveries SET status = 'sent', message_id = $4, sent_at = clock_timestamp(),
+                   last_error = NULL, updated_at = clock_timestamp()
             WHERE id = $3 AND claim_token = $1 AND status IN ('sending', 'uncertain')
         ){beat}
-        UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = $5
+        UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = clock_timestamp()
         WHERE id = $2 AND claim_token = $1 AND status = 'claimed'
         RETURNING id"""
     PG_BEAT = """, beat AS (
-            UPDATE claims SET heartbeat_at = $5 WHERE token = $1
+            UPDATE claims SET heartbeat_at = clock_timestamp() WHERE token = $1
         )"""
     # The heartbeat only has to move well within the claim lease (minutes): once a second is
     # plenty, and saves a row update per message.
     BEAT_EVERY = 1.0
     PG_SENT = """
-        UPDATE deliveries SET status = 'sent', message_id = $3, sent_at = $4,
-               last_error = NULL, updated_at = $4
+        UPDATE deliveries SET status = 'sent', message_id = $3, sent_at = clock_timestamp(),
+               last_error = NULL, updated_at = clock_timestamp()
         WHERE id = $2 AND claim_token = $1 AND status IN ('sending', 'uncertain')"""
     # Prepared once per database connection (the pool keeps connections across batches).
     PG_STATEMENTS = {
@@ -488,14 +489,15 @@ class ProgressWriter:
         b"nl_progress": PG.format(beat=""),
         b"nl_progress_sent": PG_SENT,
     }
-    LITE_SENT = """
-        UPDATE deliveries SET status = 'sent', message_id = :mid, sent_at = :now, last_error = NULL,
-               updated_at = :now
+    # Times are the database's (worker/clock.py): one clock for every host.
+    LITE_SENT = f"""
+        UPDATE deliveries SET status = 'sent', message_id = :mid, sent_at = {SQLITE_NOW}, last_error = NULL,
+               updated_at = {SQLITE_NOW}
         WHERE id = :prev AND claim_token = :token AND status IN ('sending', 'uncertain')"""
-    LITE_NEXT = """
-        UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = :now
+    LITE_NEXT = f"""
+        UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at = {SQLITE_NOW}
         WHERE id = :next AND claim_token = :token AND status = 'claimed'"""
-    LITE_BEAT = "UPDATE claims SET heartbeat_at = :now WHERE token = :token"
+    LITE_BEAT = f"UPDATE claims SET heartbeat_at = {SQLITE_NOW} WHERE token = :token"
 
     def __init__(self, engine):  # noqa: ANN001
         self._conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -537,7 +539,7 @@ class ProgressWriter:
         self._settle()  # a previous start nobody waited for (an error path)
         prev, mid = finished if finished else (None, None)
         if self._pq is None:
-            params = {"token": token, "next": delivery_id, "prev": prev, "mid": mid, "now": _naive_text(utcnow())}
+            params = {"token": token, "next": delivery_id, "prev": prev, "mid": mid}
             if prev is not None:
                 self._cur.execute(self.LITE_SENT, params)
             self._cur.execute(self.LITE_NEXT, params)
@@ -553,7 +555,6 @@ class ProgressWriter:
                 str(delivery_id).encode(),
                 None if prev is None else str(prev).encode(),
                 None if mid is None else mid.encode(),
-                utcnow().isoformat().encode(),
             ],
         )
         answer = self._answer = []
@@ -578,16 +579,11 @@ class ProgressWriter:
 
     def sent(self, token: str, delivery_id: int, mid: str) -> None:
         self._settle()
-        now = utcnow()
         if self._pq is None:
-            self._cur.execute(
-                self.LITE_SENT, {"token": token, "prev": delivery_id, "mid": mid, "now": _naive_text(now)}
-            )
+            self._cur.execute(self.LITE_SENT, {"token": token, "prev": delivery_id, "mid": mid})
             return
         self._check(
-            self._pq.exec_prepared(
-                b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode(), now.isoformat().encode()]
-            )
+            self._pq.exec_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode()])
         )
 
     def close(self) -> None:
@@ -598,8 +594,3 @@ class ProgressWriter:
                 self._settle()
         finally:
             self._conn.close()
-
-
-def _naive_text(now: datetime) -> str:
-    """SQLite keeps naive UTC text, as SQLAlchemy writes it."""
-    return now.replace(tzinfo=None).isoformat(sep=" ")

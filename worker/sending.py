@@ -12,8 +12,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 from .db import session_factory
 from .errors import InputError, PermanentFailure, SenderRefused, TemporaryFailure
@@ -44,7 +43,6 @@ class BatchOutcome:
     skipped_rows: int = 0
     claimed: int = 0
     batches: int = 0
-    retry_due: list[datetime] = field(default_factory=list)
     # seconds until the campaign's earliest retry (the ledger's, any worker's), None if none
     next_due_in: float | None = None
 
@@ -165,11 +163,10 @@ class Sender:
             outcome.failed += 1
             log.info("failed for good: %s (%s)%s", row.email, exc, "; address suppressed" if exc.suppress else "")
             return
-        due = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
-        if due:
+        delay = mark_temporary_failure(session, token, row.id, str(exc), row.attempts + 1, self.settings)
+        if delay is not None:
             outcome.retry += 1
-            outcome.retry_due.append(due)
-            log.info("will retry %s at %s: %s", row.email, due.isoformat(timespec="seconds"), exc)
+            log.info("will retry %s in %.0f s: %s", row.email, delay, exc)
         else:
             outcome.failed += 1
             log.warning("gave up on %s: %s", row.email, exc)

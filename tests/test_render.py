@@ -333,7 +333,7 @@ links:
   - {title: "data", url: "data:text/html;base64,PHNjcmlwdD4="}
   - {title: "ok {{ 1+1 }}", url: "https://example.com/?a=1&b=2"}
 ---
-{{ 7*7 }} {% for x in range(3) %}loop{% endfor %} <script>alert(2)</script> is in this transcript sentence here.
+Editors wrote {{ 7*7 }} {% for x in range(3) %}loop{% endfor %} <script>alert(2)</script> inside a transcript sentence.
 """
 
 

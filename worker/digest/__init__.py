@@ -5,23 +5,23 @@ Nothing here knows about HTML; `worker.render` turns a Digest into the email.
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import icalendar
 
-from .episodes import Episode, Event, Link
-from .settings import Settings
-from .text import clean_line, safe_url
+from ..episodes import Episode, Event, Link
+from ..settings import Settings
+from ..text import clean_line, safe_url
+from .highlights import HIGHLIGHT_MAX_CHARS, pick
 
 PREHEADER_MAX = 150
 MAX_HIGHLIGHTS = 5
-MIN_HIGHLIGHTS = 3
+# The summary reads at most this much of a transcript (the web page shows all of it): a bound
+# on time, not on what the email can say; the sample is 27 paragraphs, 13 KB.
+MAX_PARAGRAPHS = 400
+MAX_PARAGRAPH_CHARS = 5000
 MAX_EMAIL_LINKS = 40  # the rest are on the web version; keeps every email far below Gmail's clip
-HIGHLIGHT_MAX_CHARS = 320
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def build_digest(episode: Episode, settings: Settings, as_of: datetime | None = 
         subject=subject_for(episode),
         preheader=preheader_for(episode),
         intro=tuple(p for p in episode.intro if p)[:3],
-        highlights=highlights(episode.transcript),
+        highlights=highlights_for(episode),
         links=links[:MAX_EMAIL_LINKS],
         more_links=max(0, len(links) - MAX_EMAIL_LINKS),
         web_url=web_url,
@@ -116,91 +116,29 @@ def truncate_words(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:–—-") + "…"
 
 
-# -- highlights: a deterministic extractive summary (Luhn-style word salience) -------------
-
-_STOPWORDS = frozenset(
-    """
-a about above after again against all also am an and any are aren't as at be because been before
-being below between both but by can could did do does doing down during each even few for from
-further had has have having he her here hers herself him himself his how i i'm i'd i'll i've if in
-into is it it's its itself just let's like many may me might more most much must my myself new no
-nor not now of off on once one only or other ought our ours ourselves out over own per quite rather
-really said same say says she should so some such than that that's the their theirs them themselves
-then there there's these they they're this those though through thus to too two under until up upon
-us very via was we we're we've we'll well were what when where which while who whom why will with
-within without would yet you your yours yourself also still across around another every get got
-going know lot lots make made next part put see seen take think time way ways week weeks month
-months year years today episode podcast welcome hello thanks thank wrap
-""".split()
-)
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9£$€])")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
+# -- highlights ---------------------------------------------------------------------------
 
 
-def _sentences(paragraphs: tuple[str, ...]) -> list[tuple[int, int, str]]:
-    out = []
-    for pi, para in enumerate(paragraphs):
-        for si, s in enumerate(_SENTENCE.split(para)):
-            s = s.strip()
-            if s:
-                out.append((pi, si, s))
-    return out
-
-
-def _words(text: str) -> list[str]:
-    return [w.lower().replace("’", "'").strip("'-") for w in _WORD.findall(text)]
-
-
-def highlights(transcript: tuple[str, ...], k: int = MAX_HIGHLIGHTS) -> tuple[str, ...]:
-    """Pick up to `k` salient sentences, shown in transcript order.
-
-    Score = mean salience of the sentence's content words, where salience is the word's frequency
-    in the whole transcript; opening pleasantries and sign-offs score low because their words are
-    stop words. Ties break on position, so the same transcript always gives the same highlights.
-    """
-    sents = _sentences(transcript)
-    # On a long transcript the first and last paragraphs are the welcome and the sign-off.
-    edges = {0, len(transcript) - 1} if len(transcript) >= 6 else set()
-    candidates = [
-        (i, s) for i, (p, _, s) in enumerate(sents) if p not in edges and 8 <= len(_words(s)) <= 70 and len(s) <= 600
-    ]
-    # Whole sentences that fit are better than cut ones; cut only when too few fit.
-    fitting = [c for c in candidates if len(c[1]) <= HIGHLIGHT_MAX_CHARS]
-    if len(fitting) >= min(k, MIN_HIGHLIGHTS):
-        candidates = fitting
-    if not candidates:
-        return ()
-    freq = Counter(w for _, s in candidates for w in _words(s) if w not in _STOPWORDS and len(w) > 2)
-    if not freq:
-        return ()
-    top = freq.most_common(1)[0][1]
-
-    def score(item: tuple[int, str]) -> float:
-        words = [w for w in _words(item[1]) if w not in _STOPWORDS and len(w) > 2]
-        if len(words) < 4:
-            return 0.0
-        sal = sum(freq[w] / top for w in words) / math.sqrt(len(words))
-        return sal
-
-    ranked = sorted(candidates, key=lambda it: (-score(it), it[0]))
-    chosen: list[tuple[int, str]] = []
-    used_paragraphs: set[int] = set()
-    # First pass: at most one sentence a paragraph, so the highlights cover the episode.
-    for idx, s in ranked:
-        if len(chosen) >= k:
-            break
-        para = sents[idx][0]
-        if para in used_paragraphs or score((idx, s)) <= 0:
-            continue
-        chosen.append((idx, s))
-        used_paragraphs.add(para)
-    for idx, s in ranked:
-        if len(chosen) >= min(k, MIN_HIGHLIGHTS):
-            break
-        if (idx, s) not in chosen and score((idx, s)) > 0:
-            chosen.append((idx, s))
-    chosen.sort()
-    return tuple(truncate_words(s, HIGHLIGHT_MAX_CHARS) for _, s in chosen)
+def highlights_for(episode: Episode, k: int = MAX_HIGHLIGHTS) -> tuple[str, ...]:
+    """The editor's highlights when the episode has them (front matter `highlights:`, feed
+    chapters, a bulleted list in the show notes), else an extractive summary of the transcript
+    (`worker.digest.highlights.pick`): at most MAX_HIGHLIGHTS lines of at most
+    HIGHLIGHT_MAX_CHARS characters each (`k`: how many at most)."""
+    edited = tuple(h for h in (clean_line(str(x)) for x in getattr(episode, "highlights", ()) or ()) if h)
+    if edited:
+        return tuple(truncate_words(h, HIGHLIGHT_MAX_CHARS) for h in edited[:k])
+    avoid: set[str] = set()
+    if episode.event:
+        avoid.add(clean_line(episode.event.title).lower())
+        avoid.update(clean_line(sp.name).lower() for sp in episode.event.speakers if len(sp.name) > 3)
+    transcript = tuple(p[:MAX_PARAGRAPH_CHARS] for p in episode.transcript[:MAX_PARAGRAPHS])
+    return pick(
+        transcript,
+        title=episode.title,
+        intro=" ".join([episode.summary, *episode.intro]),
+        avoid=frozenset(a for a in avoid if a),
+        k=k,
+    )
 
 
 # -- the event banner and its calendar file -------------------------------------------------

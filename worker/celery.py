@@ -6,9 +6,12 @@ worker process dies; that is safe because a task only ever claims rows from the 
 
 from __future__ import annotations
 
+import sys
+
 from celery import Celery
 from celery.signals import worker_process_init
 
+from .errors import SettingsError
 from .settings import get_settings
 
 # Redis redelivers a message nobody acknowledged within this many seconds. Every delay we
@@ -17,7 +20,12 @@ VISIBILITY_TIMEOUT = 3600
 
 
 def make_app() -> Celery:
-    settings = get_settings()
+    """The Celery app from the settings; a bad setting stops the worker with one line, exit 2."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if settings.retry_max_delay >= VISIBILITY_TIMEOUT / 2:
         raise ValueError("NEWSLETTER_RETRY_MAX_DELAY must stay below half the broker visibility timeout")
     app = Celery("worker", broker=settings.resolved_broker_url, include=["worker.tasks"])

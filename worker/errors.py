@@ -36,6 +36,15 @@ class ConfigError(NewsletterError):
     """A setting that cannot work (bad URL, unknown transport)."""
 
 
+class SettingsError(InputError, ConfigError):
+    """A setting that cannot work, found at start. `source` is the variable (or the config file
+    and its key); the CLI exits 2 with this one line."""
+
+
+class TemplateMissing(ConfigError, LookupError):
+    """A template file that is not in the templates folder (NEWSLETTER_TEMPLATES_DIR)."""
+
+
 class NotFound(NewsletterError):
     """A campaign, episode or subscriber that does not exist."""
 

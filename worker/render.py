@@ -16,10 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import premailer
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
 from .digest import Digest
+from .templating import TemplateFiles
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def _environment(templates_dir: Path) -> Environment:
     # Autoescape for HTML only: the text twin is plain text and the CSS is CSS. StrictUndefined: a typo in a
     # template fails the render instead of sending an email with a hole in it.
     env = Environment(
-        loader=FileSystemLoader(str(templates_dir / "email")),
+        loader=TemplateFiles(templates_dir, "email"),
         autoescape=lambda name: bool(name and name.endswith(".html")),
         undefined=StrictUndefined,
         trim_blocks=False,

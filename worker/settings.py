@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import tomllib
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,16 +20,38 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .errors import SettingsError
+
 # Templates and the default config ship inside the package (package data), so an installed
 # wheel works on its own; NEWSLETTER_TEMPLATES_DIR and NEWSLETTER_CONFIG_FILE override them.
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 CONFIG_DIR = PACKAGE_DIR / "config"
-CONFIG_FILE = Path(os.environ.get("NEWSLETTER_CONFIG_FILE", CONFIG_DIR / "newsletter.toml"))
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "newsletter.toml"
+# Relative paths (var/, sqlite:///var/…, maildir:var/outbox) are taken from the source checkout
+# when running from one, else from the directory the program was started in: an installed
+# package must never write into site-packages.
+BASE_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+
+
+def config_file() -> Path:
+    """The TOML file of defaults: `NEWSLETTER_CONFIG_FILE`, else the one in the package."""
+    return Path(os.environ.get("NEWSLETTER_CONFIG_FILE") or DEFAULT_CONFIG_FILE)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", toml_file=CONFIG_FILE, extra="ignore")
+    """Every setting, from `NEWSLETTER_<NAME>` over the config file over these defaults.
+
+    Durations are in seconds, rates in messages per second (`test_send_rate_per_hour` per hour),
+    sizes in bytes. Construct it with `get_settings()`, which turns a bad value into one
+    `SettingsError` line naming the variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", extra="ignore")
 
     base_url: str = "https://podcast.example.com"
     from_addr: str = "Newsletter <newsletter@example.com>"
@@ -37,31 +63,32 @@ class Settings(BaseSettings):
     timezone: str = "Europe/London"
     secret_key: str = ""
 
-    var_dir: Path = PROJECT_DIR / "var"
+    var_dir: Path = Path("var")
     templates_dir: Path = PACKAGE_DIR / "templates"
     database_url: str = "sqlite:///var/newsletter.db"
     broker_url: str = "sqla+sqlite:///var/broker.db"
     redis_url: str = ""
     mail_url: str = "maildir:var/outbox"
 
-    batch_size: int = 100
-    send_rate: float = 0
-    max_attempts: int = 8
-    retry_base_delay: float = 30
-    retry_max_delay: float = 900
-    claim_lease: float = 120
-    sweep_interval: float = 15
-    smtp_timeout: float = 30
+    batch_size: AtLeastOne = 100
+    send_rate: NonNegative = 0
+    max_attempts: AtLeastOne = 8
+    retry_base_delay: Positive = 30
+    # Below half the Redis visibility timeout (worker/celery.py), or a retry would run twice.
+    retry_max_delay: Annotated[float, Field(gt=0, lt=1800)] = 900
+    claim_lease: Positive = 120
+    sweep_interval: Positive = 15
+    smtp_timeout: Positive = 30
 
     feeds: str = ""
     episodes_dir: str = ""
-    poll_interval: float = 300
+    poll_interval: Positive = 300
     auto_send: bool = True
 
     staff_token: str = ""
     staff_allowlist: str = ""
-    test_send_rate_per_hour: int = 30
-    max_request_bytes: int = 1_048_576
+    test_send_rate_per_hour: Annotated[int, Field(ge=0)] = 30
+    max_request_bytes: AtLeastOne = 1_048_576
 
     @classmethod
     def settings_customise_sources(
@@ -72,21 +99,65 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/London") from None
         return value
 
     @field_validator("base_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _absolute_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an absolute http(s) URL such as https://news.example.org, got {value!r}")
+        return value.strip().rstrip("/")
+
+    @field_validator("from_addr", "bounce_addr", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str, info) -> str:  # noqa: ANN001
+        if value and "@" not in parseaddr(value)[1]:
+            raise ValueError(f"expected an email address such as News <news@example.org>, got {value!r}")
+        if info.field_name == "from_addr" and not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "expected a URL such as sqlite:///var/newsletter.db or postgresql+psycopg://user@host/db"
+            ) from None
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        from kombu.transport import TRANSPORT_ALIASES
+
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme.split("+", 1)[0] not in TRANSPORT_ALIASES:
+            raise ValueError("expected a broker URL such as redis://127.0.0.1:6379/0 or sqla+sqlite:///var/broker.db")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path) -> Path:
+        path = value if value.is_absolute() else BASE_DIR / value
+        if not (path / "email").is_dir():
+            raise ValueError(f"{str(path)!r} has no email/ folder of templates")
+        return path
 
     # -- derived values -------------------------------------------------------------------
 
@@ -95,9 +166,10 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     def path(self, value: str | Path) -> Path:
-        """A configured path, relative ones taken from the project folder."""
+        """A configured path; a relative one is taken from `BASE_DIR` (the checkout, or the
+        working directory of an installed package)."""
         p = Path(value)
-        return p if p.is_absolute() else PROJECT_DIR / p
+        return p if p.is_absolute() else BASE_DIR / p
 
     @property
     def resolved_database_url(self) -> str:
@@ -134,14 +206,10 @@ class Settings(BaseSettings):
 
     @property
     def envelope_from(self) -> str:
-        from email.utils import parseaddr
-
         return self.bounce_addr or parseaddr(self.from_addr)[1]
 
     @property
     def sender_domain(self) -> str:
-        from email.utils import parseaddr
-
         return parseaddr(self.from_addr)[1].rpartition("@")[2] or "localhost"
 
     @property
@@ -154,12 +222,12 @@ class Settings(BaseSettings):
 
 
 def _absolute_sqlite(url: str) -> str:
-    """`sqlite:///var/x.db` is relative to the project folder, whatever the working directory."""
+    """`sqlite:///var/x.db` is relative to `BASE_DIR`, whatever the working directory."""
     for prefix in ("sqlite:///", "sqla+sqlite:///"):
         if url.startswith(prefix):
             rest = url[len(prefix) :]
             if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
-                path = PROJECT_DIR / rest
+                path = BASE_DIR / rest
                 path.parent.mkdir(parents=True, exist_ok=True)
                 return prefix + str(path)
     return url
@@ -167,7 +235,71 @@ def _absolute_sqlite(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, read once. Raises `SettingsError` (one line naming the variable, or the
+    config file and its key) for a value that cannot work."""
+    path = config_file()
+    if not path.is_file():
+        raise SettingsError(f"no such file: {path}", source="NEWSLETTER_CONFIG_FILE")
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"not valid TOML: {exc}", source=str(path)) from None
+    except ValidationError as exc:
+        raise _settings_error(exc, path) from None
+
+
+# Values never echoed back in an error message.
+SECRET_FIELDS = {"secret_key", "staff_token", "database_url", "broker_url", "redis_url", "mail_url"}
+_PYDANTIC_MESSAGES = {
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false",
+    "greater_than": "must be more than {gt:g}",
+    "greater_than_equal": "must be at least {ge:g}",
+    "less_than": "must be less than {lt:g}",
+}
+
+
+def _settings_error(exc: ValidationError, path: Path) -> SettingsError:
+    """The first bad value as one line: where it came from, what is wrong, what it was."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    name = str(first["loc"][0]) if first["loc"] else "?"
+    variable = f"NEWSLETTER_{name.upper()}"
+    source = variable if variable in os.environ else f"{path}: {name}"
+    kind = first["type"]
+    if kind == "value_error":
+        message = str(first["ctx"]["error"])
+    else:
+        message = _PYDANTIC_MESSAGES.get(kind, first["msg"]).format(**first.get("ctx", {}))
+        if name not in SECRET_FIELDS:
+            message += f", got {first['input']!r}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more bad settings)"
+    return SettingsError(message, source=source)
+
+
+def check_database(settings: Settings, timeout: float = 5) -> None:
+    """Connect once to `settings.database_url`; raise `SettingsError` naming
+    NEWSLETTER_DATABASE_URL (password hidden) when that fails within `timeout` seconds."""
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(settings.resolved_database_url)  # makes the folder of a SQLite file
+    except OSError as exc:
+        raise SettingsError(f"cannot create the database folder: {exc}", source="NEWSLETTER_DATABASE_URL") from None
+    args = {"connect_timeout": max(1, int(timeout))} if url.get_backend_name() == "postgresql" else {"timeout": timeout}
+    engine = sa.create_engine(url, connect_args=args, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        shown = url.render_as_string(hide_password=True)
+        raise SettingsError(f"cannot connect to {shown}: {reason}", source="NEWSLETTER_DATABASE_URL") from None
+    finally:
+        engine.dispose()
 
 
 def reset_settings() -> None:

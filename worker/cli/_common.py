@@ -65,7 +65,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 def ready() -> Settings:
     """Settings plus a migrated database: every command that touches the ledger starts here."""
     from ..db import migrate
+    from ..settings import check_database
 
     settings = get_settings()
+    check_database(settings)
     migrate(settings)
     return settings

@@ -210,7 +210,7 @@ def demo(
     import subprocess
 
     from ..episodes import load_episode
-    from ..settings import CONFIG_DIR, PROJECT_DIR
+    from ..settings import BASE_DIR, CONFIG_DIR
     from .subscribers import subscribers_import
 
     settings = ready()
@@ -239,7 +239,7 @@ def demo(
                 "--without-gossip",
                 "--without-mingle",
             ],
-            cwd=PROJECT_DIR,
+            cwd=BASE_DIR,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )

@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, select_autoescape
 
 from ..settings import Settings
+from ..templating import TemplateFiles
 
 
 def page_environment(settings: Settings) -> Environment:
     """The Jinja2 environment for `templates/web/` (autoescape on for every template)."""
     return Environment(
-        loader=FileSystemLoader(str(settings.templates_dir / "web")),
+        loader=TemplateFiles(settings.templates_dir, "web"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
 

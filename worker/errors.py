@@ -91,3 +91,11 @@ class FeedError(NewsletterError):
 class TransitionRefused(InputError):
     """A subscriber status change the rules in `worker.subscriptions.TRANSITIONS` do not allow
     for this actor (for example a bounced address resubscribing itself)."""
+
+
+class BadLink(InputError):
+    """A signed link (confirm, manage) that is tampered, foreign or for nobody we know."""
+
+
+class LinkExpired(BadLink):
+    """A confirmation link older than NEWSLETTER_CONFIRM_LINK_DAYS."""

@@ -50,6 +50,8 @@ class Identities:
         self._domain = settings.sender_domain
         self._serializer = URLSafeSerializer(self._key, salt="newsletter.unsubscribe")
         self._signer = self._serializer.make_signer()  # dumps() derives the key again every call
+        self._manage = URLSafeSerializer(self._key, salt="newsletter.manage")
+        self._manage_signer = self._manage.make_signer()
 
     def unsubscribe_token(self, email: str) -> str:
         """What `self._serializer.dumps(...)` returns, so links already sent keep working."""
@@ -58,6 +60,22 @@ class Identities:
 
     def read_unsubscribe_token(self, token: str) -> str:
         data = self._serializer.loads(token)
+        if not isinstance(data, dict) or data.get("l") != self._list_id or not isinstance(data.get("e"), str):
+            raise BadSignature("token is not for this list")
+        return data["e"]
+
+    def manage_token(self, email: str) -> str:
+        """The token of `/manage/{token}`: like the unsubscribe token, another salt. Deterministic."""
+        payload = self._manage.dump_payload({"e": email.strip().lower(), "l": self._list_id})
+        return self._manage_signer.sign(payload).decode("ascii")
+
+    def read_manage_token(self, token: str) -> str:
+        """The address of a manage token, or of an unsubscribe token (the unsubscribe pages link
+        to /manage with theirs); BadSignature for anything tampered or foreign."""
+        try:
+            data = self._manage.loads(token)
+        except BadSignature:
+            return self.read_unsubscribe_token(token)
         if not isinstance(data, dict) or data.get("l") != self._list_id or not isinstance(data.get("e"), str):
             raise BadSignature("token is not for this list")
         return data["e"]

@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     test_send_rate_per_hour: Annotated[int, Field(ge=0)] = 30
     max_request_bytes: AtLeastOne = 1_048_576
 
+    # Joining (worker.joining): double opt-in signup, confirmation and welcome emails.
+    confirm_link_days: float = 7
+    welcome_email: bool = False
+    signup_blocked_domains: str = ""
+    signup_disposable_domains: str = ""
+    signup_ip_limit_per_hour: int = 20
+    signup_address_limit_per_hour: int = 5
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -215,6 +223,12 @@ class Settings(BaseSettings):
     @property
     def staff_allowed(self) -> list[str]:
         return [a.strip().lower() for a in self.staff_allowlist.split(",") if a.strip()]
+
+    @property
+    def signup_refused_domains(self) -> frozenset[str]:
+        """Lower-cased domains (blocked and disposable) whose addresses the signup form ignores."""
+        both = f"{self.signup_blocked_domains},{self.signup_disposable_domains}"
+        return frozenset(d.strip().lower().lstrip("@") for d in both.split(",") if d.strip())
 
     @property
     def feed_list(self) -> list[str]:

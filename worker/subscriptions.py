@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from .errors import NotFound, TransitionRefused
@@ -54,8 +54,7 @@ TRANSITIONS: dict[tuple[str, str], frozenset[Actor]] = {
     (S.ACTIVE, S.BOUNCED): frozenset({_D, _St}),
     (S.ACTIVE, S.COMPLAINED): frozenset({_D, _St}),
     (S.ACTIVE, S.SUPPRESSED): frozenset({_St}),
-    (S.UNSUBSCRIBED, S.PENDING): frozenset({_P}),  # signs up again: must confirm again
-    (S.UNSUBSCRIBED, S.ACTIVE): frozenset({_P, _St}),  # resubscribes from a link mailed to them
+    (S.UNSUBSCRIBED, S.ACTIVE): frozenset({_P, _St}),  # resubscribes: confirms again from a link mailed to them
     (S.UNSUBSCRIBED, S.BOUNCED): frozenset({_D, _St}),
     (S.UNSUBSCRIBED, S.COMPLAINED): frozenset({_D, _St}),
     (S.UNSUBSCRIBED, S.SUPPRESSED): frozenset({_St}),
@@ -108,15 +107,19 @@ def transition(
     reason: str = "",
     strict: bool = True,
     values: dict | None = None,
+    require: tuple = (),
 ) -> Change:
     """Move one subscriber (by address, case-insensitive, or by id) to status `to`, in the
-    caller's transaction. `values` are more columns to set with the change (e.g. confirmed_at).
+    caller's transaction. `values` are more columns to set with the change (e.g. confirmed_at);
+    `require` more SQL conditions the row must meet (e.g. the confirmation nonce).
 
-    Raises NotFound when there is no such subscriber, and TransitionRefused when the rules do not
-    allow it (with `strict=False` a refused change is reported as `changed=False` instead)."""
+    Raises NotFound when there is no such subscriber (or it does not meet `require`), and
+    TransitionRefused when the rules do not allow the change (with `strict=False` a refused
+    change is reported as `changed=False` instead)."""
     if to not in S.ALL:
         raise TransitionRefused(f"unknown status {to!r}; one of {', '.join(S.ALL)}")
-    where = Subscriber.email_key == email.strip().lower() if email is not None else Subscriber.id == subscriber_id
+    key = Subscriber.email_key == email.strip().lower() if email is not None else Subscriber.id == subscriber_id
+    where = and_(key, *require)
     for _ in range(3):  # a concurrent change between the read and the update: read again
         row = session.execute(select(Subscriber.id, Subscriber.status).where(where)).first()
         if row is None:
@@ -137,7 +140,7 @@ def transition(
             return Change(sid, before, before, False)
         result = session.execute(
             update(Subscriber)
-            .where(Subscriber.id == sid, Subscriber.status == before)
+            .where(where, Subscriber.id == sid, Subscriber.status == before)
             .values(status=to, status_reason=reason[:500], updated_at=utcnow(), **(values or {}))
             .execution_options(synchronize_session=False)
         )

@@ -8,6 +8,7 @@ from celery.signals import worker_process_shutdown
 
 from .celery import app
 from .db import session_scope
+from .errors import TemporaryFailure
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -81,3 +82,19 @@ def enqueue(campaign_id: int, parallel: int = 4) -> None:
     with app.connection_for_write(get_settings().resolved_broker_url) as conn:
         for _ in range(parallel):
             send_batch.apply_async((campaign_id,), connection=conn)
+
+
+@app.task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TemporaryFailure,),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    max_retries=6,
+)
+def send_joining_email(kind: str, subscriber_id: int) -> bool:
+    """One confirmation or welcome email (`worker.joining_mail`). 4xx and dropped connections are
+    retried with backoff (delays far below the broker's visibility timeout)."""
+    from .joining_mail import send_joining_email as send
+
+    return send(get_settings(), kind, subscriber_id)

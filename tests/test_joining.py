@@ -267,10 +267,10 @@ def test_welcome_email_is_sent_once_when_enabled(app, monkeypatch):
             s.execute(Subscriber.__table__.update().values(status="unsubscribed"))
         manage = Identities(get_settings()).manage_token("hello@example.com")
         m = client.get(f"/manage/{manage}")
-        with session_scope() as s:
-            s.execute(Subscriber.__table__.update().values(confirm_sent_at=None))
         client.post(f"/manage/{manage}/resubscribe", data={"csrf": csrf_of(m.text)})
-        token2 = confirm_link(sorted(outbox(), key=lambda x: x["Date"])[-1])
+        token2 = next(
+            confirm_link(x) for x in outbox() if "confirm" in x["Subject"].lower() and confirm_link(x) != token
+        )
         page2 = client.get(f"/confirm/{token2}")
         assert client.post(f"/confirm/{token2}", data={"csrf": csrf_of(page2.text)}).status_code == 200
     kinds = [m["Subject"] for m in outbox()]

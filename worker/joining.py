@@ -163,6 +163,16 @@ def claim_confirmation(session: Session, subscriber_id: int) -> bool:
     return result.rowcount == 1
 
 
+def claim_confirmations(session: Session, email_keys: list[str]) -> list[int]:
+    """`claim_confirmation` for many (lower-cased) addresses, e.g. an import's pending rows;
+    returns the subscriber ids now due a confirmation email."""
+    due: list[int] = []
+    for start in range(0, len(email_keys), 1000):
+        ids = session.scalars(select(Subscriber.id).where(Subscriber.email_key.in_(email_keys[start : start + 1000])))
+        due.extend(sid for sid in list(ids) if claim_confirmation(session, sid))
+    return due
+
+
 @dataclass(frozen=True)
 class Confirmation:
     """`outcome`: confirmed | already (active, link used before) | used (a replayed or superseded

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
@@ -15,9 +16,18 @@ from sqlalchemy.orm import Session
 
 from .errors import InputError, NotFound
 from .models import Subscriber, SubscriberStatus, utcnow
-from .subscriptions import Actor, transition
+from .subscriptions import Actor, erased, transition
 from .text import one_line
 
+#: What a `status` column may say for a new row (erased rows are never exported).
+IMPORTABLE = (
+    SubscriberStatus.PENDING,
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+    SubscriberStatus.SUPPRESSED,
+)
 MAX_CSV_BYTES = 200 * 1024 * 1024
 CHUNK = 2000
 
@@ -52,7 +62,12 @@ class ImportReport:
     unchanged: int = 0
     duplicates: int = 0
     not_reactivated: int = 0  # unsubscribed/suppressed addresses left as they are
+    erased: int = 0  # addresses erased before (a keyed hash matched): left out
     bad: list[tuple[int, str]] = field(default_factory=list)
+    # lower-cased address -> the status a `status` column gave it (the export's column)
+    statuses: dict[str, str] = field(default_factory=dict)
+    # lower-cased addresses added as pending: they are due a confirmation email
+    pending: list[str] = field(default_factory=list)
 
     @property
     def good(self) -> int:
@@ -91,6 +106,7 @@ def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str
         )
     email_col = columns.index("email")
     name_col = columns.index("name") if "name" in columns else None
+    status_col = columns.index("status") if "status" in columns else None
     rows: list[tuple[int, str, str]] = []
     seen: set[str] = set()
     while True:
@@ -116,12 +132,18 @@ def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str
         except InputError as exc:
             report.bad.append((line, exc.message))
             continue
+        status = row[status_col].strip().lower() if status_col is not None and status_col < len(row) else ""
+        if status and status not in IMPORTABLE:
+            report.bad.append((line, f"status {status[:40]!r} is not one of {', '.join(IMPORTABLE)}"))
+            continue
         key = email.lower()
         if key in seen:
             report.duplicates += 1
             continue
         seen.add(key)
-        rows.append((line, email, clean_name(name)))
+        if status:
+            report.statuses[key] = status
+        rows.append((line, email, clean_name(_unneutralise(name))))
     return rows, report
 
 
@@ -149,12 +171,29 @@ def _has_bad_bytes(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def import_rows(session: Session, rows: list[tuple[int, str, str]], report: ImportReport) -> ImportReport:
+def import_rows(
+    session: Session,
+    rows: list[tuple[int, str, str]],
+    report: ImportReport,
+    *,
+    status: str = SubscriberStatus.ACTIVE,
+    signing_key: str | None = None,
+) -> ImportReport:
     """Upsert in bulk, in the caller's transaction (all or nothing). An existing address keeps
-    its status: an unsubscribed or bounced person is never made active again by an import."""
+    its status: an unsubscribed or bounced person is never made active again by an import.
+
+    New addresses get the file's `status` column when it has one, else `status`: ACTIVE (consent
+    recorded elsewhere) or PENDING (they are listed in `report.pending` and are due a
+    confirmation email). With `signing_key`, addresses erased before are left out (`erased`)."""
+    if status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        raise InputError(f"imported rows can be marked active or pending, not {status!r}")
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     now = utcnow()
+    if signing_key:
+        gone = erased(session, signing_key, [email for _, email, _ in rows])
+        report.erased += len(gone)
+        rows = [r for r in rows if r[1].lower() not in gone]
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start : start + CHUNK]
         keys = [email.lower() for _, email, _ in chunk]
@@ -168,6 +207,8 @@ def import_rows(session: Session, rows: list[tuple[int, str, str]], report: Impo
             key = email.lower()
             if key not in existing:
                 report.added += 1
+                if report.statuses.get(key, status) == SubscriberStatus.PENDING:
+                    report.pending.append(key)
             elif existing[key][0] != SubscriberStatus.ACTIVE:
                 report.not_reactivated += 1
             elif name and name != existing[key][1]:
@@ -180,8 +221,9 @@ def import_rows(session: Session, rows: list[tuple[int, str, str]], report: Impo
                     "email": email,
                     "email_key": email.lower(),
                     "name": name,
-                    "status": SubscriberStatus.ACTIVE,
-                    "status_reason": "",
+                    "status": report.statuses.get(email.lower(), status),
+                    "status_reason": "import",
+                    "source": "import",
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -197,9 +239,15 @@ def import_rows(session: Session, rows: list[tuple[int, str, str]], report: Impo
     return report
 
 
-def import_csv(session: Session, path: Path) -> ImportReport:
+def import_csv(session: Session, path: Path, **options: Any) -> ImportReport:
+    """`read_csv` then `import_rows(..., **options)`."""
     rows, report = read_csv(path)
-    return import_rows(session, rows, report)
+    return import_rows(session, rows, report, **options)
+
+
+def _unneutralise(value: str) -> str:
+    """Undo `export_cell`: an exported name comes back as it was."""
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def set_status(session: Session, email: str, status: str, reason: str = "") -> bool:

@@ -14,26 +14,41 @@ from ._common import err, fail, out, ready, subscribers_app
 
 @subscribers_app.command("import")
 def subscribers_import(
-    file: Annotated[Path, typer.Argument(help="CSV with an 'email' column and an optional 'name' column.")],
+    file: Annotated[Path, typer.Argument(help="CSV with an 'email' column and optional 'name' and 'status' columns.")],
+    pending: Annotated[
+        bool,
+        typer.Option(
+            "--pending/--confirmed",
+            help="New rows without a status: pending (they get a confirmation email, at the send rate) "
+            "or confirmed (active; consent recorded elsewhere).",
+        ),
+    ] = False,
 ) -> None:
-    """Import subscribers. Bad rows are reported by line; good rows go in, all in one transaction."""
+    """Import subscribers. Bad rows are reported by line; good rows go in, all in one transaction.
+    Addresses erased before are left out."""
     from ..db import session_scope
+    from ..joining import claim_confirmations, enqueue_email
+    from ..models import SubscriberStatus
     from ..subscribers import import_rows, read_csv
 
     settings = ready()
     rows, report = read_csv(file)
+    status = SubscriberStatus.PENDING if pending else SubscriberStatus.ACTIVE
     with session_scope(settings) as session:
-        import_rows(session, rows, report)
+        import_rows(session, rows, report, status=status, signing_key=settings.signing_key)
+        due = claim_confirmations(session, report.pending)
+    enqueue_email(settings, "confirm", due)
     for line, reason in report.bad[:200]:
         err.print(f"{file}: line {line}: {reason}", markup=False, highlight=False)
     if len(report.bad) > 200:
         err.print(f"{file}: … and {len(report.bad) - 200} more bad rows", markup=False)
     out.print(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
-        f"left unsubscribed/suppressed {report.not_reactivated}, duplicates {report.duplicates}, "
-        f"rejected {len(report.bad)}",
+        f"left unsubscribed/suppressed {report.not_reactivated}, erased before {report.erased}, "
+        f"duplicates {report.duplicates}, rejected {len(report.bad)}, confirmation emails queued {len(due)}",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -66,6 +66,17 @@ class SenderRefused(TemporaryFailure):
     retried like a 4xx and never held against the subscriber."""
 
 
+class Throttled(TemporaryFailure):
+    """The server or provider asks us to slow down (SMTP 421/451/454 with rate wording, HTTP 429,
+    a sending quota or daily cap reached). Nothing was delivered. Every worker pauses for
+    `retry_after` seconds through the shared limiter and the message is tried again later without
+    counting an attempt: throttling never fails a recipient nor ends a campaign early."""
+
+    def __init__(self, message: str, *, code: int | None = None, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message, code=code)
+
+
 class PermanentFailure(TransportError):
     """5xx: this delivery has failed for good. `suppress`: the address itself is bad, so no
     campaign may try it again."""
@@ -73,6 +84,37 @@ class PermanentFailure(TransportError):
     def __init__(self, message: str, *, code: int | None = None, suppress: bool = True):
         self.suppress = suppress
         super().__init__(message, code=code)
+
+
+class RecipientRejected(PermanentFailure):
+    """Permanent for this recipient (unknown mailbox, on the provider's suppression list): the
+    delivery fails and the address is suppressed."""
+
+    def __init__(self, message: str, *, code: int | None = None):
+        super().__init__(message, code=code, suppress=True)
+
+
+class MessageRejected(PermanentFailure):
+    """Permanent for this message only (too big, content refused): the delivery fails, the
+    address stays active."""
+
+    def __init__(self, message: str, *, code: int | None = None):
+        super().__init__(message, code=code, suppress=False)
+
+
+class TransportConfigError(TransportError, ConfigError):
+    """The transport cannot send anything as configured (bad API key, unverified sender or domain,
+    account suspended). Sending stops for the whole campaign with this one line as the reason;
+    no subscriber is held responsible and nothing counts as an attempt."""
+
+
+class WebhookRejected(NewsletterError):
+    """A webhook post that is forged, replayed, stale or malformed: answered with `status` (4xx)
+    and changes nothing."""
+
+    def __init__(self, message: str, status: int = 400):
+        self.status = status
+        super().__init__(message)
 
 
 class NotAllowed(InputError):

@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .bounces.stats import feedback_counts
 from .clock import SQLITE_NOW, db_now, seconds_until
 from .db import is_postgres
 from .episodes import Episode
@@ -428,6 +429,8 @@ def status(session: Session, campaign_id: int) -> dict:
         "total": sum(c.values()),
         **c,
         "eta_seconds": eta,
+        "reason": campaign.status_reason,
+        "feedback": feedback_counts(session, campaign_id),
     }
 
 

@@ -47,7 +47,8 @@ class DeliveryStatus:
     FAILED = "failed"  # permanent failure, or out of attempts
     UNCERTAIN = "uncertain"  # its worker died mid-send: maybe delivered, never resent by itself
     SKIPPED = "skipped"  # unsubscribed or suppressed after the audience was frozen
-    ALL = (QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED)
+    BOUNCED = "bounced"  # sent, then reported back as a hard bounce (webhook or DSN)
+    ALL = (QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED, BOUNCED)
     OPEN = (QUEUED, CLAIMED, SENDING, RETRY)  # a campaign with any of these is not done
 
 
@@ -98,6 +99,7 @@ class EpisodeRecord(Base):
 class CampaignStatus:
     DRAFT = "draft"
     SENDING = "sending"
+    PAUSED = "paused"  # the transport is misconfigured; status_reason says why; `newsletter send` resumes
     DONE = "done"
 
 
@@ -118,6 +120,8 @@ class Campaign(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # why sending stopped (a paused campaign): one line, shown by `newsletter status`
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
@@ -140,10 +144,40 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    # the mail provider's own id for the message (SES, Postmark, Mailgun): what their reports name
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DeliveryEvent(Base):
+    """What happened to a message after it left: a bounce, a complaint or a delivery report, from
+    a provider's webhook or a returned DSN. `event_key` makes every report count once."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # EventKind
+    source: Mapped[str] = mapped_column(String(20))  # ses, postmark, mailgun, dsn
+    email: Mapped[str] = mapped_column(String(320), default="")
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), nullable=True, index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), nullable=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), nullable=True, index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    payload: Mapped[str] = mapped_column(Text, default="")  # the raw report, as received
+    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EventKind:
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCE = "soft_bounce"
+    COMPLAINT = "complaint"
+    DELIVERY = "delivery"
+    ALL = (HARD_BOUNCE, SOFT_BOUNCE, COMPLAINT, DELIVERY)
 
 
 class Claim(Base):

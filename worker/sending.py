@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 
 from .db import session_factory
-from .errors import InputError, PermanentFailure, SenderRefused, TemporaryFailure
+from .errors import ConfigError, InputError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
+from .holds import mark_throttled, pause_campaign, record_provider_id
 from .ledger import (
     ProgressWriter,
     claim_batch,
@@ -30,9 +31,11 @@ from .models import Campaign, EpisodeRecord
 from .ratelimit import RateLimiter
 from .render import RenderedEmail
 from .settings import Settings
-from .transports import Transport, get_transport
+from .transports import Transport, get_transport, transport_rate
 
 log = logging.getLogger(__name__)
+# A shared pause longer than this (seconds) ends the batch instead of sleeping in it.
+LONG_PAUSE = 10.0
 
 
 @dataclass
@@ -45,6 +48,8 @@ class BatchOutcome:
     batches: int = 0
     # seconds until the campaign's earliest retry (the ledger's, any worker's), None if none
     next_due_in: float | None = None
+    stopped: str | None = None  # why this run stopped early: paused campaign, long throttle
+    paused_for: float = 0.0  # seconds every worker must still wait (a provider's throttling)
 
     def counts(self) -> tuple[int, int, int, int]:
         return self.sent, self.retry, self.failed, self.skipped_rows
@@ -56,7 +61,7 @@ class Sender:
     def __init__(self, settings: Settings, transport: Transport | None = None):
         self.settings = settings
         self._transport = transport
-        self.limiter = RateLimiter(settings.send_rate, settings.limiter_redis_url)
+        self.limiter = RateLimiter(transport_rate(settings), settings.limiter_redis_url)
         self._templates: dict[int, MessageTemplate] = {}
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -97,7 +102,7 @@ class Sender:
             session.commit()
             template = self.template_for(campaign, guid)
             while max_batches is None or outcome.batches < max_batches:
-                if time.monotonic() - started > time_budget:
+                if time.monotonic() - started > time_budget or outcome.stopped:
                     break
                 token = uuid.uuid4().hex
                 rows = claim_batch(session, campaign_id, token, self.settings.batch_size, self.worker_name)
@@ -108,7 +113,7 @@ class Sender:
                 before, batch_started = outcome.counts(), time.monotonic()
                 progress = ProgressWriter(session.get_bind())
                 try:
-                    self._send_rows(session, progress, token, template, rows, outcome)
+                    self._send_rows(session, progress, token, template, rows, outcome, campaign_id)
                 finally:
                     progress.close()
                     release_claim(session, token)
@@ -122,12 +127,18 @@ class Sender:
                 )
             if not finish_if_done(session, campaign_id):
                 outcome.next_due_in = next_due_in(session, campaign_id)
+                if outcome.paused_for and outcome.next_due_in is not None:
+                    outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
         return outcome
 
-    def _send_rows(self, session, progress, token, template, rows, outcome) -> None:  # noqa: ANN001
+    def _send_rows(self, session, progress, token, template, rows, outcome, campaign_id) -> None:  # noqa: ANN001
         envelope_from = self.settings.envelope_from
         finished: tuple[int, str] | None = None
         for row in rows:
+            if (paused := self.limiter.paused_for()) > LONG_PAUSE:
+                # Throttled for long (a daily cap): hand the batch back rather than hold it asleep.
+                outcome.stopped, outcome.paused_for = f"throttled for {paused:.0f} s", paused
+                break
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
@@ -145,9 +156,16 @@ class Sender:
                     self.transport.send(envelope_from, row.email, message, confirm=ours)
                 except (PermanentFailure, TemporaryFailure) as exc:
                     failure = exc
+                except ConfigError as exc:  # nothing can be sent as configured: stop the campaign
+                    if ours():
+                        pause_campaign(session, campaign_id, token, row.id, str(exc))
+                    outcome.stopped = f"paused: {exc}"
+                    break
             if not ours():  # swept and taken over meanwhile: nothing of ours left, nothing to record
                 outcome.skipped_rows += 1
                 continue
+            if failure is None and (provider_id := self.transport.provider_message_id):
+                record_provider_id(session, row.id, provider_id)
             if failure is None:
                 finished = (row.id, mid)  # recorded with the next row's start, or below
                 outcome.sent += 1
@@ -158,6 +176,15 @@ class Sender:
             progress.sent(token, *finished)
 
     def _record_failure(self, session, token, row, exc, outcome) -> None:  # noqa: ANN001
+        if isinstance(exc, Throttled):
+            # Every worker waits (the shared limiter); this row is tried again, its attempt given back.
+            wait = self.limiter.throttle(
+                exc.retry_after if exc.retry_after is not None else self.settings.retry_base_delay
+            )
+            mark_throttled(session, token, row.id, str(exc), wait)
+            outcome.retry += 1
+            log.warning("throttled, every worker pauses %.1f s: %s", wait, exc)
+            return
         if isinstance(exc, PermanentFailure):
             mark_permanent_failure(session, token, row.id, row.subscriber_id, str(exc), suppress=exc.suppress)
             outcome.failed += 1

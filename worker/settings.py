@@ -85,6 +85,32 @@ class Settings(BaseSettings):
     poll_interval: Positive = 300
     auto_send: bool = True
 
+    # Delivery through mail providers (issue 14). Per transport: messages per second over all
+    # workers (0 = only NEWSLETTER_SEND_RATE) and a cap per UTC day (0 = none).
+    ses_send_rate: float = 0
+    ses_daily_cap: int = 0
+    postmark_send_rate: float = 0
+    postmark_daily_cap: int = 0
+    mailgun_send_rate: float = 0
+    mailgun_daily_cap: int = 0
+    smtp_send_rate: float = 0
+    smtp_daily_cap: int = 0
+    # Bounce and complaint intake.
+    verp_addr: str = ""
+    bounce_mailbox: str = ""
+    bounce_poll_interval: float = 300
+    soft_bounce_limit: int = 3
+    soft_bounce_window_days: float = 30
+    webhook_replay_window: float = 300
+    ses_sns_topics: str = ""
+    postmark_webhook_user: str = "postmark"
+    postmark_webhook_secret: str = ""
+    mailgun_webhook_signing_key: str = ""
+    # DKIM for mail sent over SMTP or written to the Maildir.
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
+
     staff_token: str = ""
     staff_allowlist: str = ""
     test_send_rate_per_hour: Annotated[int, Field(ge=0)] = 30

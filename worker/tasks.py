@@ -42,7 +42,7 @@ def close_sender(**_: object) -> None:
 def send_batch(campaign_id: int) -> dict:
     """Send due deliveries of one campaign for up to a minute, then hand over to a fresh task."""
     outcome = sender().run(campaign_id, time_budget=60.0)
-    if outcome.batches and outcome.claimed:
+    if outcome.batches and outcome.claimed and not outcome.stopped:
         # More may be waiting; a new message keeps each task short and the queue fair. Its
         # run, or the one after, ends with nothing due and takes over the branch below.
         send_batch.apply_async((campaign_id,))

@@ -68,7 +68,7 @@ def _wait(campaign_id: int, timeout: float = 0) -> dict:
                 completed=settled,
                 description=f"campaign {campaign_id}: {st['sent']} sent, {st['retry']} retrying, {st['failed']} failed",
             )
-            if st["state"] == "done" or (st["total"] and settled == st["total"]):
+            if st["state"] in ("done", "paused") or (st["total"] and settled == st["total"]):
                 break
             if timeout and _time.monotonic() - started > timeout:
                 err.print("still sending; `newsletter status` shows progress", markup=False)
@@ -92,6 +92,14 @@ def _print_status(st: dict) -> None:
         highlight=False,
     )
     out.print(table)
+    if st.get("reason"):
+        out.print(
+            f"sending stopped: {st['reason']} (fix it, then `newsletter send {st['campaign']}`)",
+            markup=False,
+            highlight=False,
+        )
+    if fb := st.get("feedback"):
+        out.print(", ".join(f"{n} {k}" for k, n in fb.items()), markup=False, highlight=False)
     if st["uncertain"]:
         out.print(
             f"{st['uncertain']} uncertain: `newsletter resend {st['campaign']} --uncertain` resends them "
@@ -186,14 +194,21 @@ def sweep() -> None:
 
 @app.command()
 def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).")]) -> None:
-    """Send a draft campaign: freeze its audience now and queue it."""
+    """Send a draft campaign: freeze its audience now and queue it. A paused campaign (its
+    transport was misconfigured) resumes."""
     from ..db import session_scope
+    from ..holds import resume_campaign
     from ..ledger import freeze_audience, get_campaign
     from ..publish import start
 
     settings = ready()
     with session_scope(settings) as session:
         c = get_campaign(session, campaign)
+        if c.status == "paused":
+            resume_campaign(session, campaign)
+            start(campaign)
+            out.print(f"campaign {campaign} resumed", markup=False)
+            return
         if c.status != "draft":
             fail(f"campaign {campaign} is not a draft ({c.status})")
         added = freeze_audience(session, c)

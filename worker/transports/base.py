@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable
 
 
@@ -16,7 +17,25 @@ class Transport(abc.ABC):
     `confirm`, when given, is called exactly once after the server has accepted the envelope and
     before any of the content leaves, and not at all when the envelope is refused. If it returns
     False the transaction is abandoned with nothing delivered and `send` returns False. The
-    sender uses it to wait for its own ledger write while the envelope is on the wire."""
+    sender uses it to wait for its own ledger write while the envelope is on the wire.
+
+    Errors (worker/errors.py): `Throttled` (slow down, nothing sent, not an attempt),
+    `TemporaryFailure`, `RecipientRejected` / `MessageRejected` (both `PermanentFailure`), and
+    `TransportConfigError` (nothing can be sent as configured: the campaign pauses).
+
+    A transport whose provider names each accepted message (SES, Postmark, Mailgun) records that
+    id with `_accepted(id)`; the sender reads `provider_message_id` right after `send` returns, in
+    the same thread, and stores it on the delivery row."""
+
+    _ids = threading.local()
+
+    @property
+    def provider_message_id(self) -> str | None:
+        """The provider's id for the message this thread last sent through this transport."""
+        return getattr(self._ids, str(id(self)), None)
+
+    def _accepted(self, provider_id: str | None) -> None:
+        setattr(self._ids, str(id(self)), provider_id)
 
     @abc.abstractmethod
     def send(

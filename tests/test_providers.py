@@ -1,0 +1,240 @@
+"""Provider transports against local stand-ins: Postmark and Mailgun as small HTTP servers
+implementing their documented endpoints, auth and error answers; SES through moto's server mode."""
+
+from __future__ import annotations
+
+import time
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+from worker.errors import (
+    ConfigError,
+    MessageRejected,
+    RecipientRejected,
+    TemporaryFailure,
+    Throttled,
+    TransportConfigError,
+)
+from worker.message import Recipient, compose
+from worker.ratelimit import RateLimiter
+from worker.settings import Settings, get_settings, reset_settings
+from worker.transports import get_transport, transport_rate
+from worker.transports.mailgun import MailgunTransport
+from worker.transports.postmark import PostmarkTransport
+from worker.transports.provider import retry_after
+from worker.transports.ses import SESTransport
+
+from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront
+
+
+@pytest.fixture
+def digest(settings, seed_path):
+    from worker.episodes import load_episode
+
+    template = compose(load_episode(seed_path, settings.tz), settings)
+    message, mid = template.build(Recipient("reader@example.org", "Ada Reader"))
+    return message, mid
+
+
+@pytest.fixture
+def provider():
+    with ProviderServer() as server:
+        yield server
+
+
+def test_postmark_sends_our_parts_and_headers_and_keeps_its_id(provider, digest):
+    message, mid = digest
+    t = PostmarkTransport(f"postmark://pm-token@?endpoint={provider.url}")
+    assert t.send("newsletter@news.example.org", "reader@example.org", message) is True
+    rcpt, data = provider.state.delivered[0]
+    assert rcpt == "reader@example.org"
+    ours = BytesParser(policy=policy.default).parsebytes(message)
+    headers = {h["Name"]: h["Value"] for h in data["Headers"]}
+    # Every header we set goes out unchanged, one-click unsubscribe included.
+    assert headers["Message-ID"] == mid
+    assert headers["List-Unsubscribe"] == ours["List-Unsubscribe"]
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert data["HtmlBody"] == ours.get_body(("html",)).get_content()
+    assert data["TextBody"] == ours.get_body(("plain",)).get_content()
+    assert data["TrackLinks"] == "None" and data["TrackOpens"] is False and data["MessageStream"] == "broadcast"
+    assert t.provider_message_id and len(t.provider_message_id) == 36
+
+
+def test_postmark_answers_map_onto_the_error_tree(provider, digest):
+    message, _ = digest
+    state = provider.state
+    with pytest.raises(TransportConfigError, match="ErrorCode 10"):
+        PostmarkTransport(f"postmark://wrong@?endpoint={provider.url}").send("x@y", "reader@example.org", message)
+    t = PostmarkTransport(f"postmark://pm-token@?endpoint={provider.url}")
+    state.senders = {"someone-else@example.com"}
+    with pytest.raises(TransportConfigError, match="ErrorCode 400"):
+        t.send("x@y", "reader@example.org", message)
+    state.senders = {"newsletter@news.example.org"}
+    state.inactive = {"gone@example.org"}
+    with pytest.raises(RecipientRejected) as gone:
+        t.send("x@y", "gone@example.org", message)
+    assert gone.value.suppress is True
+    state.throttle_every, state.retry_after = 1, "7"
+    with pytest.raises(Throttled) as slow:
+        t.send("x@y", "reader@example.org", message)
+    assert slow.value.retry_after == 7.0
+    assert state.delivered == []
+
+
+def test_mailgun_sends_our_exact_bytes(provider, digest):
+    message, mid = digest
+    t = MailgunTransport(f"mailgun://mg-key@mg.news.example.org?endpoint={provider.url}")
+    assert t.send("bounces@news.example.org", "reader@example.org", message) is True
+    assert provider.state.delivered == [("reader@example.org", message)]
+    assert t.provider_message_id == mid.strip("<>")
+
+
+def test_mailgun_answers_map_onto_the_error_tree(provider, digest):
+    message, _ = digest
+    with pytest.raises(TransportConfigError, match="401 Forbidden"):
+        MailgunTransport(f"mailgun://bad@mg.news.example.org?endpoint={provider.url}").send("x@y", "r@example.org",
+                                                                                            message)
+    with pytest.raises(TransportConfigError, match="Domain not found"):
+        MailgunTransport(f"mailgun://mg-key@other.example.org?endpoint={provider.url}").send("x@y", "r@example.org",
+                                                                                             message)
+    provider.state.throttle_every = 1
+    with pytest.raises(Throttled) as slow:
+        MailgunTransport(f"mailgun://mg-key@mg.news.example.org?endpoint={provider.url}").send(
+            "x@y", "r@example.org", message)
+    assert slow.value.retry_after == 1.0
+
+
+def test_unreachable_provider_is_temporary(digest):
+    message, _ = digest
+    with pytest.raises(TemporaryFailure):
+        MailgunTransport("mailgun://k@d.example.org?endpoint=http://127.0.0.1:9").send("x@y", "r@example.org", message)
+
+
+def test_mail_urls_and_provider_environment_variables(monkeypatch):
+    def make(url: str):  # noqa: ANN202
+        return get_transport(Settings(mail_url=url))
+
+    eu = make("mailgun://key-1@mg.example.org?region=eu")
+    assert eu.base_url == "https://api.eu.mailgun.net" and eu.domain == "mg.example.org"
+    assert make("mailgun://key-1@mg.example.org").base_url == "https://api.mailgun.net"
+    pm = make("postmark://tok@?stream=outbound")
+    assert pm.stream == "outbound" and pm.client.headers["X-Postmark-Server-Token"] == "tok"
+    ses = make("ses://eu-west-2?configuration_set=newsletter")
+    assert ses.region == "eu-west-2" and ses.configuration_set == "newsletter"
+    for url, what in [("postmark://", "server token"), ("mailgun://", "API key"), ("ses://", "region"),
+                      ("mailgun://k@d?region=mars", "region"), ("pigeon://x", "'pigeon'")]:
+        with pytest.raises(ConfigError, match=what):
+            make(url)
+    monkeypatch.setenv("POSTMARK_SERVER_TOKEN", "from-env")
+    monkeypatch.setenv("MAILGUN_API_KEY", "mg-env")
+    monkeypatch.setenv("MAILGUN_DOMAIN", "env.example.org")
+    assert make("postmark://").client.headers["X-Postmark-Server-Token"] == "from-env"
+    assert make("mailgun://").domain == "env.example.org"
+
+
+def test_a_secret_in_a_bad_mail_url_is_not_repeated(settings):
+    with pytest.raises(ConfigError) as exc:
+        get_transport(Settings(mail_url="pigeon://user:hunter2@host"))
+    assert "hunter2" not in str(exc.value)
+
+
+def test_transport_rate_is_the_lower_of_the_two():
+    assert transport_rate(Settings(mail_url="ses://eu-west-1", send_rate=0, ses_send_rate=14)) == 14
+    assert transport_rate(Settings(mail_url="ses://eu-west-1", send_rate=5, ses_send_rate=14)) == 5
+    assert transport_rate(Settings(mail_url="smtp://h", send_rate=0)) == 0
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after("120") == 120.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
+# -- SES through moto ------------------------------------------------------------------------
+
+@pytest.fixture
+def moto_ses(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    import httpx
+
+    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process: start each test empty
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", url)
+    yield url
+    server.stop()
+
+
+def ses_sent(region: str = "eu-west-1") -> list:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return list(ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages)
+
+
+def verify_identity(identity: str) -> None:
+    import boto3
+
+    boto3.client("sesv2", region_name="eu-west-1").create_email_identity(EmailIdentity=identity)
+
+
+def raw(sent) -> bytes:  # noqa: ANN001
+    data = sent.raw_data
+    return data if isinstance(data, bytes) else data.encode()
+
+
+def test_ses_sends_our_bytes_and_keeps_the_ses_message_id(moto_ses, digest):
+    message, _ = digest
+    verify_identity("news.example.org")
+    t = SESTransport("ses://eu-west-1")
+    assert t.send("newsletter@news.example.org", "reader@example.org", message) is True
+    sent = ses_sent()
+    assert len(sent) == 1 and sent[0].destinations[0] == "reader@example.org"
+    assert raw(sent[0]).replace(b"\r\n", b"\n") == message.replace(b"\r\n", b"\n")
+    assert t.provider_message_id == sent[0].id
+
+
+def test_ses_unverified_sender_is_a_configuration_error(moto_ses, digest):
+    message, _ = digest
+    with pytest.raises(TransportConfigError, match="MessageRejected"):
+        SESTransport("ses://eu-west-1").send("newsletter@news.example.org", "reader@example.org", message)
+
+
+def test_ses_throttling_answer_is_throttled(moto_ses, digest, monkeypatch):
+    message, _ = digest
+    verify_identity("news.example.org")
+    with SESThrottlingFront(moto_ses, ProviderState(throttle_every=2)) as front:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", front.url)
+        t = SESTransport("ses://eu-west-1")
+        t.send("x@y", "one@example.org", message)
+        with pytest.raises(Throttled, match="TooManyRequestsException"):
+            t.send("x@y", "two@example.org", message)
+    assert [s.destinations[0] for s in ses_sent()] == ["one@example.org"]
+
+
+def test_a_throttle_pauses_every_limiter_sharing_the_key(redis_url):
+    a = RateLimiter(0, redis_url, key="test:throttle")
+    b = RateLimiter(0, redis_url, key="test:throttle")
+    assert b.paused_for() == 0
+    a.throttle(1.0)
+    time.sleep(0.25)  # let b's cached look at the pause expire (PAUSE_CHECK_EVERY)
+    left = b.paused_for()
+    assert 0.5 < left <= 1.0
+    started = time.monotonic()
+    b.acquire()
+    assert 0.4 < time.monotonic() - started <= 1.0
+    # Under a set rate the shared schedule also slows down after a throttle.
+    c = RateLimiter(100, redis_url, key="test:throttle-rate")
+    c.throttle(0.0)
+    c.acquire()
+    started = time.monotonic()
+    c.acquire()
+    assert time.monotonic() - started >= 0.015  # 20 ms slots instead of 10 ms

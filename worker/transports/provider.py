@@ -1,0 +1,102 @@
+"""The base of the HTTP mail-provider transports (Postmark, Mailgun), after django-anymail's
+`backends/base_requests.py`: one pooled `httpx.Client` per transport, and three hooks a provider
+module fills in:
+
+- `build_request(envelope_from, recipient, message)` -> keyword arguments for `httpx.Client.request`;
+- `parse_accepted(response)` -> the provider's message id from a 2xx answer;
+- `classify(response)` -> the exception from worker/errors.py for any other answer.
+
+The caller's `confirm` runs before the request (an HTTP API has no envelope stage), so the ledger
+row is durably 'sending' before anything leaves. A connection that cannot be made is temporary;
+an answer that never comes after the request went out is temporary too (the provider may or may
+not have accepted it: as with SMTP, the retry carries the same Message-ID).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from ..errors import TemporaryFailure, Throttled
+from .base import Transport
+
+USER_AGENT = "newsletter-worker/0.1"
+
+
+class ProviderTransport(Transport):
+    """One provider API endpoint. `name` is the NEWSLETTER_MAIL_URL scheme (for messages)."""
+
+    name = "provider"
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, auth: Any = None,
+                 headers: dict[str, str] | None = None):
+        self.base_url = base_url.rstrip("/")
+        # Keep-alive connections shared by every send of this process (and its threads).
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, auth=auth,
+                                   headers={"User-Agent": USER_AGENT, **(headers or {})},
+                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+
+    # -- hooks --------------------------------------------------------------------------------
+
+    def build_request(self, envelope_from: str, recipient: str, message: bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse_accepted(self, response: httpx.Response) -> str | None:
+        raise NotImplementedError
+
+    def classify(self, response: httpx.Response, recipient: str) -> Exception:
+        raise NotImplementedError
+
+    # -- the send -----------------------------------------------------------------------------
+
+    def send(self, envelope_from: str, recipient: str, message: bytes,
+             confirm: Callable[[], bool] | None = None) -> bool:
+        request = self.build_request(envelope_from, recipient, message)
+        self._accepted(None)
+        if confirm is not None and not confirm():
+            return False
+        try:
+            response = self.client.request(**request)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise TemporaryFailure(f"{self.name}: cannot reach {self.base_url}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise TemporaryFailure(f"{self.name}: no answer for {recipient}: {exc}") from exc
+        if 200 <= response.status_code < 300:
+            self._accepted(self.parse_accepted(response))
+            return True
+        raise self.classify(response, recipient)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- helpers for the hooks ----------------------------------------------------------------
+
+    def throttled(self, response: httpx.Response, what: str) -> Throttled:
+        return Throttled(f"{self.name}: {response.status_code} {what}", code=response.status_code,
+                         retry_after=retry_after(response.headers.get("retry-after")))
+
+    @staticmethod
+    def text(response: httpx.Response, limit: int = 300) -> str:
+        return " ".join(response.text.split())[:limit]
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """RFC 9110 10.2.3 Retry-After: delay-seconds or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now_dt = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc)
+    return max(0.0, (when - now_dt).total_seconds())

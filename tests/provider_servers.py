@@ -62,7 +62,7 @@ class ProviderState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "ProviderServer"
+    server: ProviderServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/email":
             return self._postmark(body)
         if self.path.startswith("/v3/") and self.path.endswith("/messages.mime"):
-            return self._mailgun(body, self.path[4:-len("/messages.mime")])
+            return self._mailgun(body, self.path[4 : -len("/messages.mime")])
         self._answer(404, {"message": "not found"})
 
     def _postmark(self, body: bytes) -> None:
@@ -98,21 +98,38 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError):
             return self._answer(422, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
         if st.throttled_now():
-            return self._answer(429, {"ErrorCode": 429, "Message": "Rate limit exceeded."},
-                                {"Retry-After": st.retry_after}, rcpt)
+            return self._answer(
+                429, {"ErrorCode": 429, "Message": "Rate limit exceeded."}, {"Retry-After": st.retry_after}, rcpt
+            )
         if not any(s in sender for s in st.senders):
-            return self._answer(422, {"ErrorCode": 400, "Message": "The 'From' address you supplied "
-                                      f"({sender}) is not a Sender Signature on your account."}, rcpt=rcpt)
+            return self._answer(
+                422,
+                {
+                    "ErrorCode": 400,
+                    "Message": f"The 'From' address you supplied ({sender}) is not a Sender Signature on your account.",
+                },
+                rcpt=rcpt,
+            )
         if rcpt.lower() in st.inactive:
-            return self._answer(422, {"ErrorCode": 406, "Message": "You tried to send to recipient(s) that have "
-                                      f"been marked as inactive. Found inactive addresses: {rcpt.lower()}. "
-                                      "Inactive recipients are ones that have generated a hard bounce, "
-                                      "a spam complaint, or a manual suppression."}, rcpt=rcpt)
+            return self._answer(
+                422,
+                {
+                    "ErrorCode": 406,
+                    "Message": "You tried to send to recipient(s) that have "
+                    f"been marked as inactive. Found inactive addresses: {rcpt.lower()}. "
+                    "Inactive recipients are ones that have generated a hard bounce, "
+                    "a spam complaint, or a manual suppression.",
+                },
+                rcpt=rcpt,
+            )
         mid = str(uuid.uuid4())
         with st.lock:
             st.delivered.append((rcpt, data))
-        self._answer(200, {"To": rcpt, "SubmittedAt": "2026-11-29T12:00:00Z", "MessageID": mid,
-                           "ErrorCode": 0, "Message": "OK"}, rcpt=rcpt)
+        self._answer(
+            200,
+            {"To": rcpt, "SubmittedAt": "2026-11-29T12:00:00Z", "MessageID": mid, "ErrorCode": 0, "Message": "OK"},
+            rcpt=rcpt,
+        )
 
     def _mailgun(self, body: bytes, domain: str) -> None:
         st = self.server.state
@@ -159,7 +176,7 @@ class ProviderServer(ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
-    def __enter__(self) -> "ProviderServer":
+    def __enter__(self) -> ProviderServer:
         self._thread.start()
         return self
 
@@ -171,7 +188,7 @@ class ProviderServer(ThreadingHTTPServer):
 class _SESFront(BaseHTTPRequestHandler):
     """Relays SES v2 calls to moto, answering every Nth SendEmail with a throttling error."""
 
-    server: "SESThrottlingFront"
+    server: SESThrottlingFront
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:

@@ -63,18 +63,29 @@ def assert_exactly_once(campaign_id: int, emails: list[str], got: dict[str, int]
 
 
 @pytest.mark.parametrize("kind", ["postmark", "mailgun"])
-def test_campaign_through_an_http_provider_delivers_exactly_once(kind, database, redis_url, quick, stack, seed_path,
-                                                                   monkeypatch):
+def test_campaign_through_an_http_provider_delivers_exactly_once(
+    kind, database, redis_url, quick, stack, seed_path, monkeypatch
+):
     with ProviderServer() as server:
-        use(monkeypatch, f"postmark://pm-token@?endpoint={server.url}" if kind == "postmark"
-            else f"mailgun://mg-key@mg.news.example.org?endpoint={server.url}")
+        use(
+            monkeypatch,
+            f"postmark://pm-token@?endpoint={server.url}"
+            if kind == "postmark"
+            else f"mailgun://mg-key@mg.news.example.org?endpoint={server.url}",
+        )
         emails, cid = start_campaign(stack, seed_path)
         wait_done(cid, stack=stack)
         assert_exactly_once(cid, emails, server.state.per_recipient())
 
 
-def test_campaign_through_ses_delivers_exactly_once(moto_ses, redis_url, quick, stack, seed_path,  # noqa: F811
-                                                    monkeypatch):
+def test_campaign_through_ses_delivers_exactly_once(
+    moto_ses,  # noqa: F811 - the fixture imported above
+    redis_url,
+    quick,
+    stack,
+    seed_path,  # noqa: F811
+    monkeypatch,
+):
     verify_identity("news.example.org")
     use(monkeypatch, "ses://eu-west-1")
     emails, cid = start_campaign(stack, seed_path)
@@ -96,8 +107,9 @@ def assert_every_worker_paused(log: list, pause: float) -> int:
 
 
 @pytest.mark.parametrize("kind", ["postmark", "mailgun", "ses"])
-def test_throttling_slows_the_whole_campaign_and_loses_nothing(kind, redis_url, quick, stack, seed_path,
-                                                                monkeypatch, request):
+def test_throttling_slows_the_whole_campaign_and_loses_nothing(
+    kind, redis_url, quick, stack, seed_path, monkeypatch, request
+):
     state = ProviderState(throttle_every=9, retry_after="1")
     if kind == "ses":
         upstream = request.getfixturevalue("moto_ses")
@@ -131,13 +143,18 @@ def test_throttling_slows_the_whole_campaign_and_loses_nothing(kind, redis_url, 
     assert max(attempts) == 1
 
 
-def test_a_configuration_error_stops_the_campaign_with_one_line_and_blames_nobody(redis_url, quick, stack,
-                                                                                 seed_path, monkeypatch):
+def test_a_configuration_error_stops_the_campaign_with_one_line_and_blames_nobody(
+    redis_url, quick, stack, seed_path, monkeypatch
+):
     with ProviderServer() as server:
         use(monkeypatch, f"mailgun://wrong-key@mg.news.example.org?endpoint={server.url}")
         emails, cid = start_campaign(stack, seed_path)
-        st = wait_for(lambda: (s := campaign_status(cid))["state"] == "paused" and s, 60, "the campaign to pause",
-                      details=stack.logs)
+        st = wait_for(
+            lambda: (s := campaign_status(cid))["state"] == "paused" and s,
+            60,
+            "the campaign to pause",
+            details=stack.logs,
+        )
         assert "mailgun refused our key" in st["reason"] and "\n" not in st["reason"]
         # Let any batch still in flight settle, then look: nothing failed, nobody suppressed.
         wait_for(lambda: (s := campaign_status(cid))["sending"] == 0 and s["claimed"] == 0, 30, "batches to end")

@@ -11,7 +11,6 @@ import pytest
 
 from worker.errors import (
     ConfigError,
-    MessageRejected,
     RecipientRejected,
     TemporaryFailure,
     Throttled,
@@ -19,7 +18,7 @@ from worker.errors import (
 )
 from worker.message import Recipient, compose
 from worker.ratelimit import RateLimiter
-from worker.settings import Settings, get_settings, reset_settings
+from worker.settings import Settings
 from worker.transports import get_transport, transport_rate
 from worker.transports.mailgun import MailgunTransport
 from worker.transports.postmark import PostmarkTransport
@@ -94,15 +93,18 @@ def test_mailgun_sends_our_exact_bytes(provider, digest):
 def test_mailgun_answers_map_onto_the_error_tree(provider, digest):
     message, _ = digest
     with pytest.raises(TransportConfigError, match="401 Forbidden"):
-        MailgunTransport(f"mailgun://bad@mg.news.example.org?endpoint={provider.url}").send("x@y", "r@example.org",
-                                                                                            message)
+        MailgunTransport(f"mailgun://bad@mg.news.example.org?endpoint={provider.url}").send(
+            "x@y", "r@example.org", message
+        )
     with pytest.raises(TransportConfigError, match="Domain not found"):
-        MailgunTransport(f"mailgun://mg-key@other.example.org?endpoint={provider.url}").send("x@y", "r@example.org",
-                                                                                             message)
+        MailgunTransport(f"mailgun://mg-key@other.example.org?endpoint={provider.url}").send(
+            "x@y", "r@example.org", message
+        )
     provider.state.throttle_every = 1
     with pytest.raises(Throttled) as slow:
         MailgunTransport(f"mailgun://mg-key@mg.news.example.org?endpoint={provider.url}").send(
-            "x@y", "r@example.org", message)
+            "x@y", "r@example.org", message
+        )
     assert slow.value.retry_after == 1.0
 
 
@@ -123,8 +125,13 @@ def test_mail_urls_and_provider_environment_variables(monkeypatch):
     assert pm.stream == "outbound" and pm.client.headers["X-Postmark-Server-Token"] == "tok"
     ses = make("ses://eu-west-2?configuration_set=newsletter")
     assert ses.region == "eu-west-2" and ses.configuration_set == "newsletter"
-    for url, what in [("postmark://", "server token"), ("mailgun://", "API key"), ("ses://", "region"),
-                      ("mailgun://k@d?region=mars", "region"), ("pigeon://x", "'pigeon'")]:
+    for url, what in [
+        ("postmark://", "server token"),
+        ("mailgun://", "API key"),
+        ("ses://", "region"),
+        ("mailgun://k@d?region=mars", "region"),
+        ("pigeon://x", "'pigeon'"),
+    ]:
         with pytest.raises(ConfigError, match=what):
             make(url)
     monkeypatch.setenv("POSTMARK_SERVER_TOKEN", "from-env")
@@ -154,12 +161,16 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 # -- SES through moto ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def moto_ses(monkeypatch):
     from moto.server import ThreadedMotoServer
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
         monkeypatch.setenv(k, v)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

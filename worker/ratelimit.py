@@ -93,8 +93,9 @@ class RateLimiter:
         pause = seconds
         if self._throttle_script is not None:
             try:
-                pause_us, _slow = self._throttle_script(keys=self.keys[1:],
-                                                        args=[int(seconds * 1_000_000), 1 if self.rate > 0 else 0])
+                pause_us, _slow = self._throttle_script(
+                    keys=self.keys[1:], args=[int(seconds * 1_000_000), 1 if self.rate > 0 else 0]
+                )
                 pause = int(pause_us) / 1_000_000
             except Exception:  # noqa: BLE001 - Redis away: pause this process only
                 pass

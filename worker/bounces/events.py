@@ -3,8 +3,8 @@
 | kind | effect |
 |---|---|
 | hard_bounce | the address is suppressed (`bounced`) and the delivery marked `bounced` |
-| soft_bounce | counted; NEWSLETTER_SOFT_BOUNCE_LIMIT of them within NEWSLETTER_SOFT_BOUNCE_WINDOW_DAYS suppress the address |
-| complaint | the subscriber is unsubscribed with reason "complaint" and never mailed again |
+| soft_bounce | counted; SOFT_BOUNCE_LIMIT of them within SOFT_BOUNCE_WINDOW_DAYS suppress the address |
+| complaint | the subscriber becomes `complained` (reason "complaint"): unsubscribed, never mailed again |
 | delivery | kept, for the campaign's counts |
 
 Every report is kept as a `delivery_events` row with its raw payload. `event_key` (the
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Delivery, DeliveryEvent, DeliveryStatus, EventKind, Subscriber, SubscriberStatus, utcnow
 from ..settings import Settings
+from ..subscriptions import suppress
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,25 @@ def record(session: Session, report: Report, settings: Settings) -> Recorded:
     A report already recorded (same `event_key`) changes nothing: `duplicate` is True."""
     delivery = find_delivery(session, report)
     email = (delivery.email if delivery else report.email).strip().lower()
-    subscriber = (session.get(Subscriber, delivery.subscriber_id) if delivery
-                  else session.scalar(select(Subscriber).where(Subscriber.email_key == email)) if email else None)
-    event = DeliveryEvent(event_key=report.event_key[:300], kind=report.kind, source=report.source, email=email,
-                          subscriber_id=subscriber.id if subscriber else None,
-                          delivery_id=delivery.id if delivery else None,
-                          campaign_id=delivery.campaign_id if delivery else None,
-                          detail=report.detail[:2000], payload=report.payload, occurred_at=report.occurred_at)
+    subscriber = (
+        session.get(Subscriber, delivery.subscriber_id)
+        if delivery
+        else session.scalar(select(Subscriber).where(Subscriber.email_key == email))
+        if email
+        else None
+    )
+    event = DeliveryEvent(
+        event_key=report.event_key[:300],
+        kind=report.kind,
+        source=report.source,
+        email=email,
+        subscriber_id=subscriber.id if subscriber else None,
+        delivery_id=delivery.id if delivery else None,
+        campaign_id=delivery.campaign_id if delivery else None,
+        detail=report.detail[:2000],
+        payload=report.payload,
+        occurred_at=report.occurred_at,
+    )
     try:
         with session.begin_nested():
             session.add(event)
@@ -103,62 +116,63 @@ def record(session: Session, report: Report, settings: Settings) -> Recorded:
     except IntegrityError:
         return Recorded(True, event.delivery_id, event.subscriber_id, "none")
     effect = _apply(session, report, settings, delivery, subscriber)
-    log.info("%s %s for %s (delivery %s): %s", report.source, report.kind, email or "?",
-             delivery.id if delivery else "unknown", effect)
+    log.info(
+        "%s %s for %s (delivery %s): %s",
+        report.source,
+        report.kind,
+        email or "?",
+        delivery.id if delivery else "unknown",
+        effect,
+    )
     return Recorded(False, event.delivery_id, event.subscriber_id, effect)
 
 
-def _apply(session: Session, report: Report, settings: Settings, delivery: Delivery | None,
-           subscriber: Subscriber | None) -> str:
+def _apply(
+    session: Session, report: Report, settings: Settings, delivery: Delivery | None, subscriber: Subscriber | None
+) -> str:
     now = utcnow()
     if report.kind == EventKind.HARD_BOUNCE:
         if delivery is not None:
-            session.execute(update(Delivery).where(Delivery.id == delivery.id,
-                                                   Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN]))
-                            .values(status=DeliveryStatus.BOUNCED, last_error=report.detail[:2000], updated_at=now)
-                            .execution_options(synchronize_session=False))
-        if subscriber is not None and change_status(session, subscriber, SubscriberStatus.BOUNCED,
-                                                    f"hard bounce: {report.detail}"):
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery.id, Delivery.status.in_([DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN]))
+                .values(status=DeliveryStatus.BOUNCED, last_error=report.detail[:2000], updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        if subscriber is not None and suppress(
+            session, subscriber.id, SubscriberStatus.BOUNCED, f"hard bounce: {report.detail}"
+        ):
             return "suppressed"
         return "none"
     if report.kind == EventKind.SOFT_BOUNCE:
         if subscriber is None:
             return "none"
         since = now - timedelta(days=settings.soft_bounce_window_days)
-        n = session.scalar(select(func.count()).select_from(DeliveryEvent).where(
-            DeliveryEvent.subscriber_id == subscriber.id, DeliveryEvent.kind == EventKind.SOFT_BOUNCE,
-            DeliveryEvent.created_at >= since))
-        if n >= settings.soft_bounce_limit and change_status(
-                session, subscriber, SubscriberStatus.BOUNCED,
-                f"{n} soft bounces in {settings.soft_bounce_window_days:g} days: {report.detail}"):
+        # Distinct messages: a provider that reports each retry of one message counts once.
+        n = session.scalar(
+            select(func.count(func.distinct(func.coalesce(DeliveryEvent.delivery_id, -DeliveryEvent.id)))).where(
+                DeliveryEvent.subscriber_id == subscriber.id,
+                DeliveryEvent.kind == EventKind.SOFT_BOUNCE,
+                DeliveryEvent.created_at >= since,
+            )
+        )
+        if n >= settings.soft_bounce_limit and suppress(
+            session,
+            subscriber.id,
+            SubscriberStatus.BOUNCED,
+            f"{n} soft bounces in {settings.soft_bounce_window_days:g} days: {report.detail}",
+        ):
             if delivery is not None:
-                session.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENT)
-                                .values(status=DeliveryStatus.BOUNCED, last_error=report.detail[:2000], updated_at=now)
-                                .execution_options(synchronize_session=False))
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == delivery.id, Delivery.status == DeliveryStatus.SENT)
+                    .values(status=DeliveryStatus.BOUNCED, last_error=report.detail[:2000], updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
             return "suppressed"
         return "counted"
     if report.kind == EventKind.COMPLAINT:
-        if subscriber is not None and change_status(session, subscriber, COMPLAINED, "complaint"):
+        if subscriber is not None and suppress(session, subscriber.id, SubscriberStatus.COMPLAINED, "complaint"):
             return "unsubscribed"
         return "none"
     return "none"
-
-
-# Until worker/subscriptions.py (the one module for subscriber status changes) lands, the rule
-# lives here, in one function: a complaint is an unsubscribe with reason "complaint".
-COMPLAINED = SubscriberStatus.UNSUBSCRIBED
-
-
-def change_status(session: Session, subscriber: Subscriber, status: str, reason: str) -> bool:
-    """Move an address out of the mailing: bounced (suppressed) or unsubscribed. Only an active
-    (or, for a complaint, any not yet unsubscribed-by-complaint) address changes; an address already
-    unsubscribed stays so. Returns True if something changed."""
-    allowed_from = [SubscriberStatus.ACTIVE]
-    if reason == "complaint":
-        allowed_from += [SubscriberStatus.BOUNCED, SubscriberStatus.SUPPRESSED, SubscriberStatus.UNSUBSCRIBED]
-    changed = session.execute(
-        update(Subscriber).where(Subscriber.id == subscriber.id, Subscriber.status.in_(allowed_from),
-                                 ~((Subscriber.status == status) & (Subscriber.status_reason == reason)))
-        .values(status=status, status_reason=reason[:500], updated_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount
-    return bool(changed)

@@ -80,8 +80,10 @@ def _base_transport(settings: Settings) -> Transport:
         from .mailgun import MailgunTransport
 
         return MailgunTransport(url, timeout=settings.smtp_timeout)
-    raise ConfigError(f"NEWSLETTER_MAIL_URL {url.split(':', 1)[0]!r}: use smtp://, smtps://, maildir:, "
-                      "ses://, postmark:// or mailgun://")
+    raise ConfigError(
+        f"NEWSLETTER_MAIL_URL {url.split(':', 1)[0]!r}: use smtp://, smtps://, maildir:, "
+        "ses://, postmark:// or mailgun://"
+    )
 
 
 __all__ = ["Transport", "get_transport", "transport_name", "transport_rate"]

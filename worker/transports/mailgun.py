@@ -38,16 +38,21 @@ class MailgunTransport(ProviderTransport):
         self.domain = (parts.hostname or "") or os.environ.get("MAILGUN_DOMAIN", "")
         region = query.get("region", ["us"])[0].lower()
         if not key or not self.domain:
-            raise ConfigError("NEWSLETTER_MAIL_URL mailgun://KEY@DOMAIN needs an API key and a sending domain "
-                              "(or MAILGUN_API_KEY and MAILGUN_DOMAIN)")
+            raise ConfigError(
+                "NEWSLETTER_MAIL_URL mailgun://KEY@DOMAIN needs an API key and a sending domain "
+                "(or MAILGUN_API_KEY and MAILGUN_DOMAIN)"
+            )
         if region not in REGIONS:
             raise ConfigError(f"NEWSLETTER_MAIL_URL: mailgun region must be us or eu, not {region!r}")
         super().__init__(query.get("endpoint", [REGIONS[region]])[0], timeout=timeout, auth=("api", key))
 
     def build_request(self, envelope_from: str, recipient: str, message: bytes) -> dict[str, Any]:
-        return {"method": "POST", "url": f"/v3/{quote(self.domain)}/messages.mime",
-                "data": {"to": recipient, "o:tracking": "no"},
-                "files": {"message": ("message.mime", message, "message/rfc822")}}
+        return {
+            "method": "POST",
+            "url": f"/v3/{quote(self.domain)}/messages.mime",
+            "data": {"to": recipient, "o:tracking": "no"},
+            "files": {"message": ("message.mime", message, "message/rfc822")},
+        }
 
     def parse_accepted(self, response: httpx.Response) -> str | None:
         try:

@@ -45,11 +45,15 @@ class PostmarkTransport(ProviderTransport):
         query = parse_qs(parts.query)
         token = unquote(parts.username or "") or os.environ.get("POSTMARK_SERVER_TOKEN", "")
         if not token:
-            raise ConfigError("NEWSLETTER_MAIL_URL postmark://TOKEN@ names no server token "
-                              "(nor is POSTMARK_SERVER_TOKEN set)")
+            raise ConfigError(
+                "NEWSLETTER_MAIL_URL postmark://TOKEN@ names no server token (nor is POSTMARK_SERVER_TOKEN set)"
+            )
         self.stream = query.get("stream", ["broadcast"])[0]
-        super().__init__(query.get("endpoint", [API])[0], timeout=timeout,
-                         headers={"X-Postmark-Server-Token": token, "Accept": "application/json"})
+        super().__init__(
+            query.get("endpoint", [API])[0],
+            timeout=timeout,
+            headers={"X-Postmark-Server-Token": token, "Accept": "application/json"},
+        )
 
     def build_request(self, envelope_from: str, recipient: str, message: bytes) -> dict[str, Any]:
         return {"method": "POST", "url": "/email", "json": payload(message, recipient, self.stream)}
@@ -81,8 +85,14 @@ class PostmarkTransport(ProviderTransport):
 def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
     """Postmark's JSON for one of our messages: the parts as they are, our headers unchanged."""
     msg = BytesParser(policy=policy.default).parsebytes(message)
-    data: dict[str, Any] = {"From": str(msg["From"]), "To": recipient, "Subject": str(msg["Subject"] or ""),
-                            "MessageStream": stream, "TrackOpens": False, "TrackLinks": "None"}
+    data: dict[str, Any] = {
+        "From": str(msg["From"]),
+        "To": recipient,
+        "Subject": str(msg["Subject"] or ""),
+        "MessageStream": stream,
+        "TrackOpens": False,
+        "TrackLinks": "None",
+    }
     raw_headers = message.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace").split("\r\n")
     headers = []
     for line in raw_headers:
@@ -100,9 +110,13 @@ def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
         ctype = part.get_content_type()
         if part.get_filename():
             method = part.get_param("method")
-            attachments.append({"Name": part.get_filename(),
-                                "ContentType": f"{ctype}; method={method}" if method else ctype,
-                                "Content": base64.b64encode(part.get_payload(decode=True) or b"").decode("ascii")})
+            attachments.append(
+                {
+                    "Name": part.get_filename(),
+                    "ContentType": f"{ctype}; method={method}" if method else ctype,
+                    "Content": base64.b64encode(part.get_payload(decode=True) or b"").decode("ascii"),
+                }
+            )
         elif ctype == "text/plain" and "TextBody" not in data:
             data["TextBody"] = part.get_content()
         elif ctype == "text/html" and "HtmlBody" not in data:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -33,13 +33,18 @@ class ProviderTransport(Transport):
 
     name = "provider"
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, auth: Any = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, base_url: str, *, timeout: float = 30.0, auth: Any = None, headers: dict[str, str] | None = None
+    ):
         self.base_url = base_url.rstrip("/")
         # Keep-alive connections shared by every send of this process (and its threads).
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, auth=auth,
-                                   headers={"User-Agent": USER_AGENT, **(headers or {})},
-                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            auth=auth,
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -54,8 +59,9 @@ class ProviderTransport(Transport):
 
     # -- the send -----------------------------------------------------------------------------
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
         request = self.build_request(envelope_from, recipient, message)
         self._accepted(None)
         if confirm is not None and not confirm():
@@ -77,8 +83,11 @@ class ProviderTransport(Transport):
     # -- helpers for the hooks ----------------------------------------------------------------
 
     def throttled(self, response: httpx.Response, what: str) -> Throttled:
-        return Throttled(f"{self.name}: {response.status_code} {what}", code=response.status_code,
-                         retry_after=retry_after(response.headers.get("retry-after")))
+        return Throttled(
+            f"{self.name}: {response.status_code} {what}",
+            code=response.status_code,
+            retry_after=retry_after(response.headers.get("retry-after")),
+        )
 
     @staticmethod
     def text(response: httpx.Response, limit: int = 300) -> str:
@@ -97,6 +106,6 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now_dt = datetime.fromtimestamp(now if now is not None else time.time(), timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now_dt = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
     return max(0.0, (when - now_dt).total_seconds())

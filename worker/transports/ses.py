@@ -33,10 +33,21 @@ from ..errors import (
 from .base import Transport
 
 THROTTLED = {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
-CONFIGURATION = {"SendingPausedException", "MailFromDomainNotVerifiedException", "AccountSuspendedException",
-                 "NotFoundException", "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
-                 "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-                 "IncompleteSignature", "MissingAuthenticationToken"}
+CONFIGURATION = {
+    "SendingPausedException",
+    "MailFromDomainNotVerifiedException",
+    "AccountSuspendedException",
+    "NotFoundException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+}
 
 
 class SESTransport(Transport):
@@ -58,13 +69,18 @@ class SESTransport(Transport):
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=self.timeout,
-                            read_timeout=self.timeout, max_pool_connections=50)
+            config = Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=self.timeout,
+                read_timeout=self.timeout,
+                max_pool_connections=50,
+            )
             self._client = boto3.session.Session().client("sesv2", region_name=self.region, config=config)
         return self._client
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
         params = {"Content": {"Raw": {"Data": message}}, "Destination": {"ToAddresses": [recipient]}}

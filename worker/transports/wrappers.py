@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..errors import Throttled
 from .base import Transport
@@ -20,8 +20,9 @@ class Wrapper(Transport):
     def __init__(self, inner: Transport):
         self.inner = inner
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
         return self.inner.send(envelope_from, recipient, message, confirm)
 
     @property
@@ -63,11 +64,14 @@ class DailyCap(Wrapper):
         self._local[day] = self._local.get(day, 0) + 1
         return self._local[day]
 
-    def send(self, envelope_from: str, recipient: str, message: bytes,
-             confirm: Callable[[], bool] | None = None) -> bool:
-        now = datetime.now(timezone.utc)
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
+    ) -> bool:
+        now = datetime.now(UTC)
         if self._take(now.strftime("%Y%m%d")) > self.cap:
-            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), timezone.utc)
-            raise Throttled(f"{self.name}: the daily cap of {self.cap} messages is reached",
-                            retry_after=(midnight - now).total_seconds() + 1)
+            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+            raise Throttled(
+                f"{self.name}: the daily cap of {self.cap} messages is reached",
+                retry_after=(midnight - now).total_seconds() + 1,
+            )
         return self.inner.send(envelope_from, recipient, message, confirm)

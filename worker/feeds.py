@@ -3,9 +3,9 @@
 Fetch the document, parse it, identify its items, record the seen ones and create campaigns;
 reading an item into an Episode is `worker.episodes.read_feed_item`.
 
-An item is new when its key (guid, else link, else a content hash) has no row in `seen_items`.
-The seen row and the campaign are written in one transaction, keyed by a unique constraint, so
-two pollers racing, or a poll repeated after a crash, publish an episode exactly once.
+An item is new when none of its keys (`worker.feed_identity`) has a row in `seen_items`. Its
+seen rows and the campaign are written in one transaction, keyed by a unique constraint, so two
+pollers racing, or a poll repeated after a crash, publish an episode exactly once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import time
 import xml.sax
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
@@ -29,8 +30,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .db import session_scope
-from .episodes import Episode, EpisodeError, item_key, load_episode, read_feed_item
+from .episodes import Episode, EpisodeError, entry_time, field_text, load_episode, read_feed_item
 from .errors import FeedError
+from .feed_identity import identify
 from .ledger import create_campaign
 from .models import CampaignStatus, Feed, SeenItem, utcnow
 from .settings import Settings
@@ -56,10 +58,12 @@ class PollReport:
     seen: int = 0
     primed: bool = False
     error: str | None = None
+    notes: list[str] = field(default_factory=list)  # items it could not tell apart, items skipped
 
     def as_dict(self) -> dict:
-        """The report as JSON-ready dict (keys: source, new, seen, primed, error)."""
-        return {"source": self.source, "new": self.new, "seen": self.seen, "primed": self.primed, "error": self.error}
+        """The report as JSON-ready dict (keys: source, new, seen, primed, error, notes)."""
+        return {"source": self.source, "new": self.new, "seen": self.seen, "primed": self.primed,
+                "error": self.error, "notes": self.notes}
 
 
 # -- fetching and parsing ---------------------------------------------------------------------
@@ -154,12 +158,82 @@ def _feed_row(session: Session, url: str) -> Feed:
     return session.scalars(select(Feed).where(Feed.url == url)).one()
 
 
+class _Taken(Exception):
+    """Another poller recorded one of the item's keys first: this transaction rolls back."""
+
+
+def _claim_keys(session: Session, source: str, keys: list[str]) -> None:
+    """Record every key of a new item, or raise _Taken when any is already recorded (a
+    concurrent poller): so one item is claimed once whichever of its keys the pollers saw."""
+    for key in keys:
+        if not _claim_item(session, source, key):
+            raise _Taken(key)
+
+
+def _record_aliases(settings: Settings, source: str, keys: list[str], seen: set[str]) -> None:
+    """A known item showed keys not yet recorded (a new guid scheme): record them too."""
+    missing = [k for k in keys if k not in seen]
+    if missing:
+        with session_scope(settings) as session:
+            for key in missing:
+                _claim_item(session, source, key)
+        seen.update(missing)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC.
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def _poll_items(url: str, parsed: feedparser.FeedParserDict, settings: Settings, report: PollReport, *,
+                primed: bool, newest: datetime | None, send_backlog: bool) -> list[int]:
+    """Handle each item of the document: known ones are counted, new ones recorded and, unless
+    they are back catalogue (first poll, or dated before the newest item already seen), published.
+    Returns the campaign ids to start."""
+    published: list[int] = []
+    seen = _seen_keys(settings, url)
+    ids = identify(list(parsed.entries))
+    for note in ids.notes:
+        report.notes.append(note)
+        log.warning("feed %s: %s", url, note)
+    for entry, keys in zip(parsed.entries, ids.items):
+        if any(k in seen for k in keys.all):  # known items are not converted again on every poll
+            report.seen += 1
+            _record_aliases(settings, url, keys.all, seen)
+            continue
+        try:
+            episode = read_feed_item(entry, feed_url=url, tz=settings.tz, item_id=keys.primary)
+        except EpisodeError as exc:
+            log.warning("feed %s: item %s skipped: %s", url, keys.primary, exc)
+            report.notes.append(f"item skipped: {exc}")
+            continue
+        when = entry_time(entry)
+        backlog = not primed or (newest is not None and when is not None and when < newest)
+        try:
+            with session_scope(settings) as session:
+                _claim_keys(session, url, keys.all)
+                if backlog and not send_backlog:
+                    report.seen += 1  # the back catalogue: remembered, never sent
+                else:
+                    _publish_item(session, url, keys.primary, episode, settings, report, published)
+        except _Taken:
+            report.seen += 1  # another poller got there first
+        seen.update(keys.all)
+    return published
+
+
 def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> PollReport:
-    """One pass over one feed. Never raises for a bad feed: the error is recorded and returned."""
+    """One pass over one feed: fetch it (conditional GET), read its items, publish the new ones.
+
+    How an item is identified: `worker.feed_identity`. The first poll only records the back
+    catalogue, and an item dated before the newest item already seen for this feed is recorded,
+    not mailed; `send_backlog` sends both. Never raises for a bad feed: the error is recorded on
+    the feed row and returned in the report."""
     report = PollReport(url)
     with session_scope(settings) as session:
         feed = _feed_row(session, url)
         etag, modified, primed = feed.etag, feed.modified, bool(feed.primed)
+        newest = _aware(feed.newest_item_at)
     try:
         data, cache = fetch(url, etag, modified)
         parsed = parse_feed(data, url) if data is not None else None
@@ -171,32 +245,19 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
             feed.last_polled_at, feed.last_error, feed.failures = utcnow(), report.error, feed.failures + 1
         return report
     published: list[int] = []
-    seen = _seen_keys(settings, url)
-    for entry in parsed.entries if parsed else []:
-        key = item_key(entry)
-        if key in seen:  # known items are not converted again on every poll
-            report.seen += 1
-            continue
-        try:
-            episode = read_feed_item(entry, feed_url=url, tz=settings.tz)
-        except EpisodeError as exc:
-            log.warning("feed %s: item %s skipped: %s", url, key, exc)
-            continue
-        with session_scope(settings) as session:
-            if not _claim_item(session, url, key):  # another poller got there first
-                report.seen += 1
-                continue
-            if not primed and not send_backlog:
-                report.seen += 1  # the back catalogue: remembered, never sent
-                continue
-            _publish_item(session, url, key, episode, settings, report, published)
+    if parsed is not None:
+        published = _poll_items(url, parsed, settings, report, primed=primed, newest=newest,
+                                send_backlog=send_backlog)
+        times = [t for t in (entry_time(e) for e in parsed.entries) if t is not None]
+        newest = max([*times, *([newest] if newest else [])], default=None)
     with session_scope(settings) as session:
         feed = _feed_row(session, url)
         feed.primed = 1
         feed.last_polled_at = feed.last_ok_at = utcnow()
         feed.last_error, feed.failures = None, 0
+        feed.newest_item_at = newest
         if parsed is not None:
-            feed.title = one_line(str(parsed.feed.get("title", "")), 300)
+            feed.title = one_line(field_text(parsed.feed, "title"), 300)
             feed.etag, feed.modified = cache.get("etag"), cache.get("modified")
     report.primed = not primed
     _start(published)

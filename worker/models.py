@@ -204,6 +204,8 @@ class Feed(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     etag: Mapped[str | None] = mapped_column(String(500), nullable=True)
     modified: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # the newest publication time among the items seen: older new items are back catalogue
+    newest_item_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class SeenItem(Base):

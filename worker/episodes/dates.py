@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from dataclasses import dataclass
+from datetime import date, time, tzinfo
 
 from ..text import clean_line
+from .zones import ZoneError, zone_after
 
 _MONTHS = {
     m: i
@@ -40,7 +42,7 @@ _DATE_IN = re.compile(
 )
 
 _TIME = r"(\d{1,2})(?:[.:](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?"
-_TIME_RANGE = re.compile(rf"(?<![\d.:]){_TIME}\s*(?:–|—|-|to|until)\s*{_TIME}(?:\s*\(?([A-Z]{{2,5}})\)?)?", re.I)
+_TIME_RANGE = re.compile(rf"(?<![\d.:]){_TIME}\s*(?:–|—|-|to|until)\s*{_TIME}", re.I)
 _ONE_TIME = re.compile(rf"(?:^|\b(?:at|from)\s+){_TIME}\b", re.I)
 
 
@@ -85,32 +87,79 @@ def date_in(text: str) -> date | None:
     return None
 
 
-def _to_time(hour: str, minute: str | None, ampm: str | None, default_pm: bool | None) -> time | None:
-    h, m = int(hour), int(minute or 0)
-    suffix = (ampm or "").lower().replace(".", "")
-    if suffix == "pm" or (not suffix and default_pm and h < 12):
-        h = h + 12 if h < 12 else h
+@dataclass(frozen=True)
+class TimeSpan:
+    """Times read from one line: `start`, `end` (None for a lone time) as naive wall-clock
+    times, and `zone`, the zone written after them (None when none is written)."""
+
+    start: time
+    end: time | None = None
+    zone: tzinfo | None = None
+
+
+def _clock(hour: str, minute: str | None, ampm: str | None) -> tuple[int, int, str]:
+    return int(hour), int(minute or 0), (ampm or "").lower().replace(".", "")
+
+
+def _minutes(h: int, m: int, suffix: str) -> int | None:
+    """Minutes after midnight for a clock reading (suffix 'am', 'pm' or '' for 24-hour)."""
+    if suffix and not 1 <= h <= 12:
+        return None
+    if suffix == "pm" and h < 12:
+        h += 12
     elif suffix == "am" and h == 12:
         h = 0
-    if not (0 <= h <= 23 and 0 <= m <= 59):
+    return h * 60 + m if 0 <= h <= 23 and 0 <= m <= 59 else None
+
+
+def _candidates(h: int, m: int, suffix: str) -> list[int]:
+    """Readings of a time: one with am/pm or past 12, else the am and the pm one."""
+    if suffix or h == 0 or h > 12:
+        return [x for x in [_minutes(h, m, suffix)] if x is not None]
+    return [x for x in (_minutes(h, m, "am"), _minutes(h, m, "pm")) if x is not None]
+
+
+def _pair(start: tuple[int, int, str], end: tuple[int, int, str]) -> tuple[int, int] | None:
+    """Start and end in minutes after midnight. A side written without am/pm takes the meridiem
+    that puts the start before the end and nearest to it ('11.30 – 12.30pm' is 11:30–12:30,
+    '6 to 8pm' is 18:00–20:00, '10 – 2am' runs 22:00–02:00); both without am/pm are 24-hour."""
+    if not start[2] and not end[2]:
+        s, e = _minutes(*start), _minutes(*end)
+        return (s, e) if s is not None and e is not None else None
+    pairs = [(s, e) for s in _candidates(*start) for e in _candidates(*end)]
+    if not pairs:
         return None
-    return time(h, m)
+    return min(pairs, key=lambda p: (p[1] - p[0]) % 1440 or 1440)
 
 
-def parse_time_range(text: str) -> tuple[time, time | None] | None:
-    """'5.30pm – 7.30pm', '18:00-20:00', '6 to 8pm' -> (start, end) as naive times; a lone
-    'at 6.30pm' -> (start, None); None when the line holds no time."""
+def _time(minutes: int) -> time:
+    return time(minutes // 60, minutes % 60)
+
+
+def parse_time_span(text: str) -> TimeSpan | None:
+    """The time range ('5.30pm – 7.30pm', '18:00-20:00', '6 to 8pm', '9am – 10.30am MDT') or
+    lone time ('at 6.30pm BST') on a line, with the zone written after it; None when the line
+    holds no time. Raises ZoneError (a ValueError) when the zone written is unknown or
+    ambiguous."""
     text = clean_line(text)
     m = _TIME_RANGE.search(text)
     if m and (m[3] or m[6] or m[2] or m[5]):
-        end_pm = (m[6] or "").lower().startswith("p")
-        start = _to_time(m[1], m[2], m[3], default_pm=end_pm if not m[3] else None)
-        end = _to_time(m[4], m[5], m[6], default_pm=None)
-        if start and end:
-            return start, end
+        pair = _pair(_clock(m[1], m[2], m[3]), _clock(m[4], m[5], m[6]))
+        if pair:
+            return TimeSpan(_time(pair[0]), _time(pair[1]), zone_after(text[m.end():]))
     m = _ONE_TIME.search(text)
     if m and (m[3] or m[2]):
-        start = _to_time(m[1], m[2], m[3], default_pm=None)
-        if start:
-            return start, None
+        start = _minutes(*_clock(m[1], m[2], m[3]))
+        if start is not None:
+            return TimeSpan(_time(start), None, zone_after(text[m.end():]))
     return None
+
+
+def parse_time_range(text: str) -> tuple[time, time | None] | None:
+    """(start, end) of `parse_time_span`, ignoring any zone; None when the line holds no time
+    or names a zone that is not one."""
+    try:
+        span = parse_time_span(text)
+    except ZoneError:
+        return None
+    return (span.start, span.end) if span else None

@@ -1,69 +1,26 @@
 """A feed item (RSS/Atom, as parsed by feedparser) -> Episode.
 
-The show notes are sanitised with nh3, turned into lines (one per block element) and run
+The show notes are sanitised, turned into lines and paragraphs (`notes.notes_to_lines`) and run
 through the page layout's line classifier (`page.read_body`), so an event block and links in
-them are recognised as in a page file.
+them are recognised as in a page file. Every field feedparser marks as HTML is turned into text
+the same way (`notes.field_text`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from datetime import UTC, date, datetime, tzinfo
-from typing import Any
+from datetime import date, datetime, timezone, tzinfo
 
-import lxml.html
-import nh3
-
-from ..text import clean_line, one_line, safe_url, slugify
+from ..text import one_line, safe_url, slugify
 from .model import Episode, Link, build_episode
+from .notes import field_text, notes_to_lines
 from .page import Line, check_year, read_body
 
-ALLOWED_TAGS = {"p", "br", "a", "ul", "ol", "li", "strong", "b", "em", "i", "blockquote", "h1", "h2", "h3", "h4"}
-BLOCKS = {"p", "br", "li", "ul", "ol", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "tr"}
 
-
-def html_to_lines(html: str) -> list[str]:
-    """Show-notes HTML -> sanitised plain-text lines, one per block element (`<p>`, `<br>`,
-    `<li>`…), whitespace collapsed, empty lines dropped. Links become 'text – URL' (unsafe
-    URLs are dropped, their text kept); scripts, styles and other markup are removed."""
-    clean = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"})
-    if not clean.strip():
-        return []
-    root = lxml.html.fragment_fromstring(clean, create_parent="div")
-    for a in root.iter("a"):
-        href = safe_url(a.get("href") or "")
-        label = a.text_content().strip()
-        if href and label and label != href:
-            a.text, a.tail = "", f"{label} – {href}" + (a.tail or "")
-            for child in list(a):
-                a.remove(child)
-    lines: list[str] = []
-    buf: list[str] = []
-
-    def walk(el: Any) -> None:
-        if el.tag in BLOCKS and buf:
-            lines.append("".join(buf))
-            buf.clear()
-        if el.text:
-            buf.append(el.text)
-        for child in el:
-            walk(child)
-        if el.tag in BLOCKS:
-            lines.append("".join(buf))
-            buf.clear()
-        if el.tail:
-            buf.append(el.tail)
-
-    walk(root)
-    if buf:
-        lines.append("".join(buf))
-    return [text for text in (clean_line(re.sub(r"\s+", " ", ln)) for ln in lines) if text]
-
-
-def item_key(entry: dict) -> str:
-    """The item's identity within its feed: 'guid:…', else 'link:…', else 'hash:' + the SHA-256
-    of its title, dates and summary (at most 455 characters)."""
+def default_item_id(entry: dict) -> str:
+    """The item's own identity: 'guid:…', else 'link:…', else 'hash:' + the SHA-256 of its
+    title, dates and summary. The poller (`worker.feeds`) uses a sturdier identity and passes
+    it to `read_feed_item` as `item_id`."""
     if entry.get("id"):
         return "guid:" + str(entry["id"])[:450]
     if entry.get("link"):
@@ -72,19 +29,29 @@ def item_key(entry: dict) -> str:
     return "hash:" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
 
 
-def _entry_date(entry: dict) -> date:
+def entry_time(entry: dict) -> datetime | None:
+    """When the item was published (else updated, else created), an aware UTC datetime; None
+    when the feed gives no usable date."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(key)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=UTC).date()
+                return datetime(*value[:6], tzinfo=timezone.utc)
             except (TypeError, ValueError):
                 continue
-    return datetime.now(UTC).date()
+    return None
 
 
-def _audio_url(entry: dict) -> str:
-    """The first audio enclosure, else the first video one, else the first enclosure at all."""
+def entry_date(entry: dict, tz: tzinfo) -> date:
+    """The item's calendar date in the list's zone `tz` (a Monday 20:00 in Los Angeles is a
+    Monday, although it is Tuesday in UTC); today in `tz` when the feed gives no date."""
+    when = entry_time(entry) or datetime.now(timezone.utc)
+    return when.astimezone(tz).date()
+
+
+def enclosure_url(entry: dict) -> str:
+    """The first audio enclosure, else the first video one, else the first enclosure at all
+    ('' when none is a safe absolute URL)."""
     audio = ""
     for enc in entry.get("enclosures") or []:
         url = safe_url(str(enc.get("href") or enc.get("url") or ""))
@@ -99,46 +66,42 @@ def _notes_html(entry: dict) -> str:
     """The longest `content` value, else the summary, else the subtitle."""
     notes_html = ""
     if entry.get("content"):
-        notes_html = max((c.get("value", "") for c in entry["content"]), key=len)
+        notes_html = max((str(c.get("value", "")) for c in entry["content"]), key=len)
     return notes_html or str(entry.get("summary") or entry.get("subtitle") or "")
 
 
-def read_feed_item(entry: dict, *, feed_url: str, tz: tzinfo) -> Episode:
+def entry_title(entry: dict) -> str:
+    """The item's title as text (≤ 300 characters), '' when it has none."""
+    return one_line(field_text(entry, "title"), 300)
+
+
+def read_feed_item(entry: dict, *, feed_url: str, tz: tzinfo, item_id: str | None = None,
+                   highlights: tuple[str, ...] = ()) -> Episode:
     """A feedparser entry from the feed at `feed_url` as an Episode.
 
-    guid = feed URL + '|' + the item's key (≤500 characters); slug = date + title (+ a short
-    hash when the item has no guid); event times in `tz`. Raises EpisodeError when the item's
-    date is outside 1900–2200."""
-    notes = html_to_lines(_notes_html(entry))
-    title = one_line(str(entry.get("title") or ""), 300)
+    `item_id` is the item's identity within the feed (default: `default_item_id`); guid = feed
+    URL + '|' + it (≤ 500 characters). slug = date + title (+ a short hash when the item has no
+    guid). The date and event times are in `tz`. `highlights` are the editor's (chapter
+    titles); without them a bulleted 'Highlights' list in the notes is used. Raises EpisodeError
+    when the item's date is outside 1900–2200."""
+    lines = notes_to_lines(_notes_html(entry))
+    title = entry_title(entry)
     if not title:
-        title = one_line(notes[0], 80) if notes else "Untitled episode"
-    day = _entry_date(entry)
-    key = item_key(entry)
+        title = one_line(lines[0].text, 80) if lines else "Untitled episode"
+    day = entry_date(entry, tz)
+    key = item_id or default_item_id(entry)
     source = f"{feed_url}#{key}"
     check_year(day, source=source)
-    lines = [Line(no, text, no - 1) for no, text in enumerate(notes or [title], start=1)]
-    body = read_body(lines, source=source, tz=tz)
+    body = read_body(lines or [Line(1, title, 0)], source=source, tz=tz)
     slug = f"{day.isoformat()}-{slugify(title)}"
     if key.startswith("hash:") or not entry.get("id"):
         slug = f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
     guid = key.split(":", 1)[1] if key.startswith("guid:") else key
     links = body.links or tuple(
-        Link(title=lk.get("title") or lk["href"], url=safe_url(lk["href"]))
-        for lk in entry.get("links", [])
-        if lk.get("rel") == "related" and safe_url(lk.get("href", ""))
-    )
+        Link(title=one_line(str(lk.get("title") or lk["href"])), url=safe_url(lk["href"]))
+        for lk in entry.get("links", []) if lk.get("rel") == "related" and safe_url(lk.get("href", "")))
     return build_episode(
-        title=title,
-        date=day,
-        slug=slug,
-        guid=f"{feed_url}|{guid}"[:500],
-        intro=body.intro,
-        transcript=body.transcript,
-        links=links,
-        event=body.event,
-        episode_url=safe_url(str(entry.get("link") or "")),
-        audio_url=_audio_url(entry),
-        source=feed_url,
-        warnings=tuple(body.warnings),
-    )
+        title=title, date=day, slug=slug, guid=f"{feed_url}|{guid}"[:500], intro=body.intro,
+        transcript=body.transcript, links=links, event=body.event, episode_url=safe_url(str(entry.get("link") or "")),
+        audio_url=enclosure_url(entry), source=feed_url, warnings=tuple(body.warnings),
+        highlights=highlights or body.highlights)

@@ -13,7 +13,8 @@ from ..errors import EpisodeError
 from ..text import clean_line, one_line, safe_url, slugify
 from .dates import parse_date
 from .model import Episode, Event, Link, Speaker, build_episode
-from .page import MAX_LINKS, check_year, parse_speakers
+from .page import MAX_LINKS, check_year, datetime_at, parse_speakers
+from .zones import ZoneError, zone_after, zone_named
 
 _MD_INLINE = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images -> alt text
@@ -23,6 +24,21 @@ _MD_INLINE = [
     (re.compile(r"`([^`]+)`"), r"\1"),
     (re.compile(r"<[^>]+>"), ""),
 ]
+
+
+class _TextLoader(yaml.SafeLoader):
+    """YAML where every plain scalar stays the text the author wrote ('No', '010', '3.10'),
+    except null. YAML 1.1's implicit booleans, sexagesimal and octal numbers and timestamps
+    would turn a title `No` into False and `number: 010` into 8 (YAML 1.2 §10.3 drops them);
+    each field is converted here, by its own rule, with an error naming it."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
@@ -37,9 +53,7 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
     if not title:
         raise EpisodeError("is required", source=source, field="title")
     ep_date = _episode_date(meta.get("date"), source)
-    number = meta.get("number")
-    if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
-        raise EpisodeError(f"expected a whole number, got {str(number)[:20]!r}", source=source, field="number")
+    number = _number(meta.get("number"), source)
     summary = one_line(str(_field(meta, "summary", str, source, "summary") or ""), 1000)
     raw_event = _field(meta, "event", dict, source, "event")
     event = _event(raw_event, tz, source) if raw_event else None
@@ -72,7 +86,7 @@ def _front_matter(text: str, source: str) -> tuple[dict, str]:
         raise EpisodeError("the front matter is not closed by a '---' line", source=source, line=1)
     front = text[4 : 4 + end.start()]
     try:
-        meta = yaml.safe_load(front)
+        meta = yaml.load(front, Loader=_TextLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise EpisodeError(
@@ -99,6 +113,15 @@ def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: 
     return value
 
 
+def _number(raw: Any, source: str) -> int | None:
+    """`number` as written in decimal ('010' is 10), or None when absent."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or not _WHOLE_NUMBER.match(raw.strip()):
+        raise EpisodeError(f"expected a whole number, got {str(raw)[:20]!r}", source=source, field="number")
+    return int(raw.strip(), 10)
+
+
 def _episode_date(raw: Any, source: str) -> date:
     if raw is None:
         raise EpisodeError("is required", source=source, field="date")
@@ -109,7 +132,13 @@ def _episode_date(raw: Any, source: str) -> date:
     else:
         parsed = parse_date(str(raw))
         if parsed is None:
-            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}", source=source, field="date")
+            try:
+                parsed = datetime.fromisoformat(str(raw).strip()).date()
+            except ValueError:
+                parsed = None
+        if parsed is None:
+            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}",
+                               source=source, field="date")
         ep_date = parsed
     check_year(ep_date, source=source, field="date")
     return ep_date
@@ -130,10 +159,12 @@ def _links(meta: dict, source: str) -> tuple[Link, ...]:
 def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[datetime, bool]:
     """(aware datetime, True when only a date was given)."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=tz)), False
+        return (value if value.tzinfo else datetime_at(value.date(), value.time(), tz)), False
     if isinstance(value, date):
         return datetime.combine(value, time(0, 0), tz), True
     if isinstance(value, str):
+        if _ISO_DATE.match(value.strip()):
+            return datetime.combine(date.fromisoformat(value.strip()), time(0, 0), tz), True
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -143,13 +174,28 @@ def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[dateti
                     f"expected a date-time like 2023-11-29T17:30, got {value[:40]!r}", source=source, field=path
                 ) from None
             return datetime.combine(d, time(0, 0), tz), True
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)), False
-    raise EpisodeError(
-        f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}", source=source, field=path
-    )
+        return (parsed if parsed.tzinfo else datetime_at(parsed.date(), parsed.time(), tz)), False
+    raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}",
+                       source=source, field=path)
+
+
+def _event_zone(raw: dict, tz: tzinfo, source: str) -> tzinfo:
+    """`event.timezone` ('America/Denver', 'MDT', 'UTC+2'), else the list's zone `tz`."""
+    name = raw.get("timezone")
+    if name is None or name == "":
+        return tz
+    try:
+        zone = zone_named(str(name)) if not str(name).lstrip().startswith(("+", "-", "UTC+", "UTC-", "GMT+", "GMT-")) \
+            else zone_after(str(name))
+    except ZoneError as exc:
+        raise EpisodeError(str(exc), source=source, field="event.timezone") from None
+    if zone is None:
+        raise EpisodeError(f"unknown time zone {str(name)[:40]!r}", source=source, field="event.timezone")
+    return zone
 
 
 def _event(raw: dict, tz: tzinfo, source: str) -> Event:
+    tz = _event_zone(raw, tz, source)
     starts, all_day = _as_datetime(raw.get("starts"), tz, source, "event.starts")
     ends = None
     if raw.get("ends") is not None:

@@ -70,8 +70,16 @@ class Episode:
 
     `intro` and `transcript` are tuples of paragraphs (plain text); `slug` is URL-safe and
     unique per episode in practice (date + title); `guid` identifies the episode across
-    publishes; `source` names the file or feed it came from; `warnings` are one-line notes for
-    the editor (not compared)."""
+    publishes; `source` names the file or feed it came from; `highlights` are the editor's own
+    highlights (front matter `highlights:`, a feed's chapter titles or bulleted list; empty when
+    absent, then the digest picks its own); `warnings` are one-line notes for the editor (not
+    compared).
+
+    Sizes are bounded whatever the input (see `build_episode`), so every email built from an
+    episode stays small: title ≤ 300 characters, summary ≤ 1,000, intro ≤ 5 paragraphs of
+    ≤ 1,000, event description ≤ 5 paragraphs of ≤ 1,000, ≤ 30 speakers, ≤ 200 links,
+    highlights ≤ 5 of ≤ 300, transcript paragraphs ≤ 5,000 (longer ones are split; the
+    transcript is on the web only)."""
 
     title: str
     date: date
@@ -86,6 +94,7 @@ class Episode:
     episode_url: str = ""
     audio_url: str = ""
     source: str = ""
+    highlights: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> str:
@@ -105,26 +114,23 @@ class Episode:
         ev = d.pop("event")
         event = None
         if ev:
-            event = Event(
-                **{
-                    **ev,
-                    "starts": datetime.fromisoformat(ev["starts"]),
-                    "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
-                    "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
-                    "description": tuple(ev["description"]),
-                }
-            )
-        return cls(
-            **{
-                **d,
-                "date": date.fromisoformat(d["date"]),
-                "intro": tuple(d["intro"]),
-                "transcript": tuple(d["transcript"]),
-                "links": tuple(Link(**lk) for lk in d["links"]),
-                "warnings": tuple(d.get("warnings", ())),
-                "event": event,
-            }
-        )
+            event = Event(**{
+                **ev,
+                "starts": datetime.fromisoformat(ev["starts"]),
+                "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
+                "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
+                "description": tuple(ev["description"]),
+            })
+        return cls(**{
+            **d,
+            "date": date.fromisoformat(d["date"]),
+            "intro": tuple(d["intro"]),
+            "transcript": tuple(d["transcript"]),
+            "links": tuple(Link(**lk) for lk in d["links"]),
+            "warnings": tuple(d.get("warnings", ())),
+            "highlights": tuple(d.get("highlights", ())),
+            "event": event,
+        })
 
 
 def episode_number(title: str) -> int | None:
@@ -133,39 +139,71 @@ def episode_number(title: str) -> int | None:
     return int(m[1]) if m else None
 
 
-def build_episode(
-    *,
-    title: str,
-    date: date,
-    intro: tuple[str, ...],
-    transcript: tuple[str, ...],
-    source: str,
-    event: Event | None = None,
-    links: tuple[Link, ...] = (),
-    warnings: tuple[str, ...] = (),
-    slug: str | None = None,
-    guid: str | None = None,
-    number: int | None = None,
-    summary: str | None = None,
-    episode_url: str = "",
-    audio_url: str = "",
-) -> Episode:
-    """An Episode with the readers' shared defaults: slug = date + slugified title, guid = slug,
-    number from the title, summary = the intro joined into one line."""
+MAX_TITLE = 300
+MAX_SUMMARY = 1000
+MAX_INTRO_PARAGRAPHS = 5
+MAX_PARAGRAPH = 1000
+MAX_TRANSCRIPT_PARAGRAPH = 5000
+MAX_HIGHLIGHTS = 5
+MAX_HIGHLIGHT = 300
+MAX_LINKS = 200
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, at a word boundary when one is near, with '…'."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit * 0.8 else head).rstrip() + "…"
+
+
+def split_long(paragraphs: tuple[str, ...], limit: int) -> tuple[str, ...]:
+    """Paragraphs of at most `limit` characters: a longer one is split after a sentence (else a
+    word) near the limit, so nothing is lost."""
+    out: list[str] = []
+    for p in paragraphs:
+        while len(p) > limit:
+            head = p[:limit]
+            at = max(head.rfind(". "), head.rfind("? "), head.rfind("! "))
+            at = at + 1 if at > limit // 2 else (head.rfind(" ") if head.rfind(" ") > limit // 2 else limit)
+            out.append(p[:at].strip())
+            p = p[at:].strip()
+        if p:
+            out.append(p)
+    return tuple(out)
+
+
+def _bounded_event(event: Event | None) -> Event | None:
+    if event is None:
+        return None
+    description = tuple(cut(p, MAX_PARAGRAPH) for p in event.description[:MAX_INTRO_PARAGRAPHS])
+    return dataclasses.replace(event, description=description, speakers=event.speakers[:30])
+
+
+def build_episode(*, title: str, date: date, intro: tuple[str, ...], transcript: tuple[str, ...],
+                  source: str, event: Event | None = None, links: tuple[Link, ...] = (),
+                  warnings: tuple[str, ...] = (), slug: str | None = None, guid: str | None = None,
+                  number: int | None = None, summary: str | None = None, episode_url: str = "",
+                  audio_url: str = "", highlights: tuple[str, ...] = ()) -> Episode:
+    """An Episode with the readers' shared defaults and bounds: slug = date + slugified title,
+    guid = slug, number from the title, summary = the intro joined into one line (≤ 1,000
+    characters). An intro of more than 5 paragraphs keeps the first 5 and the rest opens the
+    transcript; over-long paragraphs, highlights and event descriptions are cut (with a
+    warning); links beyond 200 are dropped."""
+    notes = list(warnings)
+    if len(intro) > MAX_INTRO_PARAGRAPHS:
+        notes.append(f"the intro has {len(intro)} paragraphs; the first {MAX_INTRO_PARAGRAPHS} are the "
+                     "email's intro, the rest open the transcript")
+        intro, transcript = intro[:MAX_INTRO_PARAGRAPHS], intro[MAX_INTRO_PARAGRAPHS:] + transcript
+    if any(len(p) > MAX_PARAGRAPH for p in intro):
+        notes.append(f"intro paragraphs are cut to {MAX_PARAGRAPH} characters")
     slug = slug or f"{date.isoformat()}-{slugify(title)}"
     return Episode(
-        title=title,
-        date=date,
-        slug=slug,
-        guid=guid or slug,
-        intro=intro,
-        transcript=transcript,
-        links=links,
-        event=event,
-        number=number or episode_number(title),
-        summary=summary or clean_line(" ".join(intro)),
-        episode_url=episode_url,
-        audio_url=audio_url,
-        source=source,
-        warnings=warnings,
-    )
+        title=cut(title, MAX_TITLE), date=date, slug=slug, guid=guid or slug,
+        intro=tuple(cut(p, MAX_PARAGRAPH) for p in intro),
+        transcript=split_long(transcript, MAX_TRANSCRIPT_PARAGRAPH),
+        links=links[:MAX_LINKS], event=_bounded_event(event), number=number or episode_number(title),
+        summary=cut(summary or clean_line(" ".join(intro)), MAX_SUMMARY), episode_url=episode_url,
+        audio_url=audio_url, source=source, warnings=tuple(notes),
+        highlights=tuple(cut(h, MAX_HIGHLIGHT) for h in highlights[:MAX_HIGHLIGHTS] if h))

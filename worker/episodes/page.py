@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from urllib.parse import urlsplit
 
 from ..errors import EpisodeError
 from ..text import URL_IN_TEXT, clean_line, find_url, one_line, safe_url
-from .dates import date_in, parse_date, parse_time_range
-from .model import Episode, Event, Link, Speaker, build_episode
-
-MAX_LINKS = 200
+from .dates import TimeSpan, date_in, parse_date, parse_time_span
+from .model import MAX_LINKS, Episode, Event, Link, Speaker, build_episode
+from .zones import ZoneError
 
 _LINKS_HEADING = re.compile(
     r"^(?:links?\s*(?:&|and|\+)\s*sources?|links?|sources?|show\s*notes|resources|references)\s*:?$", re.I
@@ -28,6 +27,10 @@ _SPEAKERS = re.compile(r"^(?:speakers?|panel(?:l?ists)?|with)\s*:\s*(.*)$", re.I
 _LINK_SEP = re.compile(r"^(?P<title>.+?)\s*(?:\s[–—-]\s|\s?[–—]\s?|:\s)\s*(?P<url>(?:https?://|www\.)\S+)\s*$", re.I)
 _MD_LINK = re.compile(r"^\[(?P<title>[^\]]+)\]\((?P<url>[^)\s]+)\)$")
 _BULLET = re.compile(r"^(?:[-*•·▪‣◦]|\d{1,3}[.)])\s+")
+_HIGHLIGHTS_HEADING = re.compile(
+    r"^(?:highlights|in\s+this\s+episode|this\s+episode|topics(?:\s+covered)?|what\s+we\s+(?:cover|discuss)(?:ed)?"
+    r"|chapters|timestamps|key\s+(?:points|takeaways)|takeaways)\s*:?$", re.I)
+_TIMESTAMP = re.compile(r"^\(?(?:\d{1,2}:)?\d{1,2}:\d{2}\)?\s*[-–—:]?\s*")
 # "Online – register at <URL>": once the URL is the signup link, the words pointing at it go too.
 _CALL_TO_ACTION = re.compile(
     r"[\s,;:|–—-]*\b(?:register|sign\s*up|book(?:\s+(?:a\s+)?(?:place|seat|tickets?))?|tickets?|rsvp)"
@@ -54,6 +57,7 @@ class Body:
     event: Event | None = None
     links: tuple[Link, ...] = ()
     transcript: tuple[str, ...] = ()
+    highlights: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
 
@@ -107,16 +111,9 @@ def parse_page(text: str, *, source: str, tz: tzinfo) -> Episode:
         )
     check_year(ep_date, source=source, line=date_line.no)
     body = read_body(lines[2:], source=source, tz=tz)
-    return build_episode(
-        title=title,
-        date=ep_date,
-        intro=body.intro,
-        event=body.event,
-        links=body.links,
-        transcript=body.transcript,
-        source=source,
-        warnings=tuple(body.warnings),
-    )
+    return build_episode(title=title, date=ep_date, intro=body.intro, event=body.event, links=body.links,
+                         transcript=body.transcript, source=source, warnings=tuple(body.warnings),
+                         highlights=body.highlights)
 
 
 def check_year(day: date, *, source: str, line: int | None = None, field: str | None = None) -> None:
@@ -130,6 +127,7 @@ def read_body(rest: list[Line], *, source: str, tz: tzinfo) -> Body:
 
     Never raises: an event heading without a date stays intro text (with a warning)."""
     out = Body()
+    rest, out.highlights = take_highlights(rest)
     ev_at = next((i for i, ln in enumerate(rest) if _EVENT_HEADING.match(ln.text) and len(ln.text) <= 80), None)
     links_at = next((i for i, ln in enumerate(rest) if _LINKS_HEADING.match(ln.text)), None)
     if ev_at is not None and links_at is not None and links_at < ev_at:
@@ -161,6 +159,24 @@ def read_body(rest: list[Line], *, source: str, tz: tzinfo) -> Body:
     out.intro = paragraphs(intro_lines)
     out.transcript = paragraphs(rest[transcript_from:])
     return out
+
+
+def take_highlights(rest: list[Line]) -> tuple[list[Line], tuple[str, ...]]:
+    """A 'Highlights' (or 'In this episode', 'Topics', 'Chapters'…) heading followed by bulleted
+    lines, before any Links heading: (the lines without that block, the bullet texts with
+    bullets and timestamps removed). No such block: (rest, ())."""
+    for i, ln in enumerate(rest):
+        if _LINKS_HEADING.match(ln.text):
+            break
+        if not _HIGHLIGHTS_HEADING.match(ln.text):
+            continue
+        j = i + 1
+        while j < len(rest) and _BULLET.match(rest[j].text):
+            j += 1
+        items = [_TIMESTAMP.sub("", _BULLET.sub("", x.text)).strip() for x in rest[i + 1:j]]
+        if items:
+            return rest[:i] + rest[j:], tuple(x for x in items if x)
+    return rest, ()
 
 
 def _read_links(rest: list[Line], i: int, warnings: list[str]) -> tuple[tuple[Link, ...], int]:
@@ -215,11 +231,16 @@ def parse_speakers(text: str) -> tuple[Speaker, ...]:
     return tuple(speakers[:30])
 
 
+def _has_time(text: str) -> bool:
+    try:
+        return parse_time_span(text) is not None
+    except ZoneError:
+        return True  # a time with a bad zone: the event's line, reported when it is read
+
+
 def _when_lines(body: list[Line]) -> tuple[int, int] | None:
     """Indexes of the first and last of the consecutive date/time lines near the block's top."""
-    when_idx = [
-        i for i, ln in enumerate(body[:12]) if parse_date(ln.text) or parse_time_range(ln.text) or date_in(ln.text)
-    ]
+    when_idx = [i for i, ln in enumerate(body[:12]) if parse_date(ln.text) or _has_time(ln.text) or date_in(ln.text)]
     if not when_idx:
         return None
     first = last = when_idx[0]
@@ -245,10 +266,13 @@ def _parse_event(
     first_when, last_when = when
     before = [ln.text for ln in body[:first_when]]
     day: date | None = None
-    span: tuple[time, time | None] | None = None
-    for ln in body[first_when : last_when + 1]:
+    span: TimeSpan | None = None
+    for ln in body[first_when:last_when + 1]:
         day = day or parse_date(ln.text) or date_in(ln.text)
-        span = span or parse_time_range(ln.text)
+        try:
+            span = span or parse_time_span(ln.text)
+        except ZoneError as exc:
+            raise EpisodeError(str(exc), source=source, line=ln.no) from None
     if day is None:
         warnings.append(f"{source}: line {body[first_when].no}: the event has a time but no date; it is not advertised")
         return None, 0
@@ -257,29 +281,36 @@ def _parse_event(
     if signup and venue:
         venue = _CALL_TO_ACTION.sub("", URL_IN_TEXT.sub("", venue).strip(" -–—|,:"))
         venue = venue.strip(" -–—|,:")
-    start_t, end_t = span if span else (None, None)
-    starts = datetime_at(day, start_t or time(0, 0), tz)
-    ends = datetime_at(day, end_t, tz) if start_t and end_t else None
-    if ends and ends <= starts:
-        ends += timedelta(days=1)  # runs past midnight
-    event = Event(
-        title=one_line(before[-1] if before else heading.text, 300),
-        starts=starts,
-        ends=ends,
-        all_day=start_t is None,
-        venue=one_line(venue, 300),
-        signup_url=signup,
-        speakers=speakers,
-        description=paragraphs(description),
-        banner_alt=one_line(" ".join(before[:-1]), 300),
-        heading=one_line(heading.text, 120),
-    )
+    starts, ends = event_times(day, span, tz)
+    event = Event(title=one_line(before[-1] if before else heading.text, 300), starts=starts, ends=ends,
+                  all_day=span is None, venue=one_line(venue, 300), signup_url=signup, speakers=speakers,
+                  description=paragraphs(description), banner_alt=one_line(" ".join(before[:-1]), 300),
+                  heading=one_line(heading.text, 120))
     return event, 1 + used_to
 
 
 def datetime_at(day: date, at: time, tz: tzinfo) -> datetime:
-    """`day` at wall-clock time `at` in `tz` (an aware datetime)."""
-    return datetime.combine(day, at, tz)
+    """`day` at wall-clock time `at` in `tz`, an aware datetime. A time that does not exist
+    on that day (skipped by a daylight-saving change) moves forward by the gap, as clocks do."""
+    utc = datetime.combine(day, at, tz).astimezone(timezone.utc)
+    return utc.astimezone(tz)
+
+
+def event_times(day: date, span: TimeSpan | None, tz: tzinfo) -> tuple[datetime, datetime | None]:
+    """(starts, ends) for an event on `day`: in the zone written on its line, else `tz`.
+    No times -> (midnight, None), an all-day event. An end at or before the start is on the
+    next day (past midnight); each end carries its own UTC offset (a range across a
+    daylight-saving change)."""
+    if span is None:
+        return datetime_at(day, time(0, 0), tz), None
+    zone = span.zone or tz
+    starts = datetime_at(day, span.start, zone)
+    if span.end is None:
+        return starts, None
+    ends = datetime_at(day, span.end, zone)
+    if ends.astimezone(timezone.utc) <= starts.astimezone(timezone.utc):
+        ends = datetime_at(day + timedelta(days=1), span.end, zone)  # runs past midnight
+    return starts, ends
 
 
 def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:

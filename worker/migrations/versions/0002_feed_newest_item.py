@@ -1,0 +1,23 @@
+"""feeds.newest_item_at: the newest publication time among a feed's items seen
+
+Revision ID: 0002_feed_newest_item
+Revises: 0001
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = "0002_feed_newest_item"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("feeds") as batch:
+        batch.add_column(sa.Column("newest_item_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("feeds") as batch:
+        batch.drop_column("newest_item_at")

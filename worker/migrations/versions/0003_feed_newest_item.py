@@ -1,14 +1,14 @@
 """feeds.newest_item_at: the newest publication time among a feed's items seen
 
-Revision ID: 0002_feed_newest_item
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0002_feed_newest_item"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

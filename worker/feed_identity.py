@@ -35,8 +35,8 @@ MAX_KEY_CHARS = 450
 
 @dataclass
 class ItemKeys:
-    """The keys of one item, strongest first (`primary` is the first), plus the key earlier
-    versions of the poller recorded for it."""
+    """The keys of one item, strongest first (never empty; `primary` is the first), plus the
+    key earlier versions of the poller recorded for it ('' when other items share it)."""
 
     keys: list[str]
     legacy: str
@@ -44,12 +44,12 @@ class ItemKeys:
     @property
     def primary(self) -> str:
         """The strongest usable key: the one the item is claimed by."""
-        return self.keys[0] if self.keys else self.legacy
+        return self.keys[0]
 
     @property
     def all(self) -> list[str]:
         """Every key to look up and record for the item (no duplicates)."""
-        return list(dict.fromkeys([*self.keys, self.legacy]))
+        return list(dict.fromkeys([*self.keys, *([self.legacy] if self.legacy else [])]))
 
 
 @dataclass
@@ -69,12 +69,12 @@ def _short(value: str) -> str:
 
 
 def url_identity(value: str) -> str:
-    """A URL without scheme and host (path + query, trailing slash dropped), or the value
-    itself, stripped, when it is not a URL ('urn:uuid:…', 'ep-12')."""
+    """A URL without scheme and host (path + query, trailing slash dropped; '/' for the site
+    itself), or the value itself, stripped, when it is not a URL ('urn:uuid:…', 'ep-12')."""
     value = clean_line(value)
     parts = urlsplit(value)
     if parts.scheme.lower() in ("http", "https") and parts.netloc:
-        path = parts.path.rstrip("/")
+        path = parts.path.rstrip("/") or "/"
         return path + ("?" + parts.query if parts.query else "")
     return value
 
@@ -123,9 +123,17 @@ def identify(entries: list[dict]) -> Identities:
         if shared:
             out.notes.append(f"{shared} items share the same {KIND_NAMES[kind]}; they are told apart by "
                              + (", then ".join(KIND_NAMES[k] for k in KINDS[KINDS.index(kind) + 1:]) or "nothing else"))
-    for entry, keys in zip(entries, found):
-        usable = [keys[k] for k in KINDS if k in keys and counts[keys[k]] == 1]
+    legacy = [legacy_key(e) for e in entries]
+    legacy_counts = Counter(legacy)
+    for keys, old in zip(found, legacy):
+        usable = [keys[k] for k in KINDS if k in keys and counts[keys[k]] == 1 and not _site_only(keys[k])]
         if not usable:  # nothing tells it apart: the strongest shared key makes it one item with the others
-            usable = [keys[k] for k in KINDS if k in keys][:1]
-        out.items.append(ItemKeys(keys=usable, legacy=legacy_key(entry)))
+            usable = [keys[k] for k in KINDS if k in keys][:1] or [old]
+        # the key older versions recorded counts only where it told items apart
+        out.items.append(ItemKeys(keys=usable, legacy=old if legacy_counts[old] == 1 else ""))
     return out
+
+
+def _site_only(key: str) -> bool:
+    """'id:/' or 'link:/': the site's home page, which names no item even when only one has it."""
+    return key.endswith(":/")

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .chapters import chapter_titles
 from .db import session_scope
 from .episodes import Episode, EpisodeError, entry_time, field_text, load_episode, read_feed_item
 from .errors import FeedError
@@ -201,14 +202,15 @@ def _poll_items(url: str, parsed: feedparser.FeedParserDict, settings: Settings,
             report.seen += 1
             _record_aliases(settings, url, keys.all, seen)
             continue
+        when = entry_time(entry)
+        backlog = not primed or (newest is not None and when is not None and when < newest)
         try:
-            episode = read_feed_item(entry, feed_url=url, tz=settings.tz, item_id=keys.primary)
+            episode = read_feed_item(entry, feed_url=url, tz=settings.tz, item_id=keys.primary,
+                                     highlights=() if backlog and not send_backlog else chapter_titles(entry))
         except EpisodeError as exc:
             log.warning("feed %s: item %s skipped: %s", url, keys.primary, exc)
             report.notes.append(f"item skipped: {exc}")
             continue
-        when = entry_time(entry)
-        backlog = not primed or (newest is not None and when is not None and when < newest)
         try:
             with session_scope(settings) as session:
                 _claim_keys(session, url, keys.all)

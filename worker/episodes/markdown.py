@@ -73,7 +73,7 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
         summary=summary or None,
         episode_url=safe_url(str(meta.get("episode_url") or meta.get("url") or "")),
         audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")),
-    )
+        highlights=_highlights(meta, source))
 
 
 def _front_matter(text: str, source: str) -> tuple[dict, str]:
@@ -142,6 +142,17 @@ def _episode_date(raw: Any, source: str) -> date:
         ep_date = parsed
     check_year(ep_date, source=source, field="date")
     return ep_date
+
+
+def _highlights(meta: dict, source: str) -> tuple[str, ...]:
+    """`highlights:` a list of strings, the editor's own highlights for the email."""
+    out = []
+    for i, item in enumerate(_field(meta, "highlights", list, source, "highlights") or []):
+        if not isinstance(item, str):
+            raise EpisodeError("expected a line of text", source=source, field=f"highlights[{i}]")
+        if text := clean_line(item):
+            out.append(text)
+    return tuple(out)
 
 
 def _links(meta: dict, source: str) -> tuple[Link, ...]:
@@ -223,6 +234,7 @@ def _event(raw: dict, tz: tzinfo, source: str) -> Event:
         description=tuple(p for p in (clean_line(x) for x in str(desc).split("\n\n")) if p),
         banner_image=_https_image(str(raw.get("banner_image") or "")),
         banner_alt=one_line(str(raw.get("banner_alt") or ""), 300),
+        heading=one_line(str(raw.get("heading") or ""), 120),
     )
 
 

@@ -49,6 +49,7 @@ class _Lines:
         self.buf: list[str] = []
         self.out: list[tuple[str, int]] = []
         self.para = 0
+        self.broke = False  # a line has just been ended by a break: another one ends the paragraph
 
     def text(self, s: str) -> None:
         if not self.plain:
@@ -60,15 +61,18 @@ class _Lines:
             self.buf.append(piece)
 
     def line_break(self, *, blank_ok: bool = False) -> None:
+        """End the line; an empty line (a blank line in plain text, `<br><br>`) ends the paragraph."""
         text = clean_line(re.sub(r"\s+", " ", "".join(self.buf)))
         self.buf.clear()
         if text:
             self.out.append((text, self.para))
-        elif blank_ok and self.out and self.out[-1][1] == self.para:
-            self.para += 1  # a blank line in plain text ends the paragraph
+            self.broke = True
+        elif (blank_ok or self.broke) and self.out and self.out[-1][1] == self.para:
+            self.para += 1
 
     def para_break(self) -> None:
         self.line_break()
+        self.broke = False
         if self.out and self.out[-1][1] == self.para:
             self.para += 1
 
@@ -76,12 +80,18 @@ class _Lines:
 def notes_to_lines(html: str) -> list[Line]:
     """Show notes (HTML, or plain text with line breaks) -> their non-blank lines, cleaned, with
     paragraph numbers: a block element (`<p>`, `<li>`, `<h2>`…) is a paragraph, `<br>` breaks a
-    line inside it; in notes without such tags a newline breaks a line and a blank line ends a
-    paragraph. A list item's line starts with '• '. `Line.no` counts the lines (1-based)."""
+    line inside it (`<br><br>` ends the paragraph); in notes without such tags a newline breaks
+    a line and a blank line ends a paragraph. A list item's line starts with '• '. `Line.no`
+    counts the lines (1-based)."""
     root = _sanitised_root(html, with_links=True)
     if root is None:
         return []
-    acc = _Lines(plain=not _BLOCK_TAG.search(nh3.clean(html, tags=ALLOWED_TAGS, attributes={})))
+    plain = not _BLOCK_TAG.search(nh3.clean(html, tags=ALLOWED_TAGS, attributes={}))
+    return [Line(no, text, para) for no, (text, para) in enumerate(_walk(root, plain), start=1)]
+
+
+def _walk(root: Any, plain: bool) -> list[tuple[str, int]]:
+    acc = _Lines(plain)
 
     def walk(el: Any) -> None:
         if el.tag == "br":
@@ -101,7 +111,7 @@ def notes_to_lines(html: str) -> list[Line]:
 
     walk(root)
     acc.line_break()
-    return [Line(no, text, para) for no, (text, para) in enumerate(acc.out, start=1)]
+    return acc.out
 
 
 def html_to_lines(html: str) -> list[str]:
@@ -113,7 +123,7 @@ def html_to_text(html: str) -> str:
     """An HTML-typed one-line field (a title) -> plain text: tags dropped, entities decoded once,
     whitespace collapsed ('Don&#8217;t' -> 'Don’t', 'Q&amp;A' -> 'Q&A')."""
     root = _sanitised_root(html, with_links=False)
-    return clean_line(re.sub(r"\s+", " ", root.text_content())) if root is not None else ""
+    return " ".join(text for text, _ in _walk(root, plain=False)) if root is not None else ""
 
 
 def field_text(entry: dict, key: str) -> str:

@@ -313,12 +313,22 @@ def event_times(day: date, span: TimeSpan | None, tz: tzinfo) -> tuple[datetime,
     return starts, ends
 
 
-def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
+def _venue_shaped(body: list[Line], i: int) -> bool:
+    """In notes written one line per paragraph (a feed's `<p>` per line) the venue is a
+    paragraph of its own: one short line that is not a sentence ('The Old Library, Leeds')."""
+    ln = body[i]
+    alone = not any(x.para == ln.para for x in body[:i] + body[i + 1:])
+    return alone and len(ln.text) <= 150 and not ln.text.rstrip().endswith((".", "!", "?", ":"))
+
+
+def _event_details(body: list[Line], last_when: int,
+                   closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
     """After the date/time lines: venue line, description lines and the Speakers line.
     Returns (venue, speakers, description lines, index after the last line used)."""
     i = last_when + 1
     venue = ""
-    if i < len(body) and body[i].para == body[last_when].para and not _SPEAKERS.match(body[i].text):
+    if i < len(body) and not _SPEAKERS.match(body[i].text) and (
+            body[i].para == body[last_when].para or _venue_shaped(body, i)):
         venue = body[i].text
         i += 1
     speakers_at = next((j for j in range(i, len(body)) if _SPEAKERS.match(body[j].text)), None)

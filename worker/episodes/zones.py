@@ -37,7 +37,7 @@ AMBIGUOUS = {
 _OFFSET = re.compile(
     r"^\(?\s*(?:(UTC|GMT|UT)\s*)?([+\-−])\s*(\d{1,2})(?::?(\d{2}))?\s*\)?(?![\d:])")
 _ABBREV = re.compile(r"^\(?\s*([A-Z]{1,5})\s*\)?(?![A-Za-z])")
-# a word in capitals that is shaped like a zone abbreviation: ends in T (EST, CEST, XYZT)
+# a word in capitals shaped like a zone abbreviation: 3-5 letters ending in T (EST, CEST, XYZT)
 _ZONE_SHAPED = re.compile(r"^[A-Z]{1,3}[SD]?T$")
 
 
@@ -84,7 +84,7 @@ def zone_named(name: str, *, strict: bool = True) -> tzinfo | None:
             return ZoneInfo(name.strip())
         except (ValueError, KeyError, OSError):
             raise ZoneError(f"unknown time zone {name.strip()!r}") from None
-    if strict or _ZONE_SHAPED.match(key):
+    if strict or (len(key) >= 3 and _ZONE_SHAPED.match(key)):
         raise ZoneError(f"unknown time zone {name.strip()!r}; write an offset such as UTC+2 "
                         "or an abbreviation such as BST, CET or EST")
     return None

@@ -105,9 +105,12 @@ def test_a_polled_item_carries_its_chapter_titles(database, served, monkeypatch)
     poll_feed(f"{base}/feed.rss", settings)  # primes with the older item
     both = (CHAPTERS / "podcast-chapters.rss").read_text().replace("{BASE}", base)
     older = (CHAPTERS / "psc.rss").read_text()
-    item = older[older.index("<item>"):older.index("</item>") + 7]
-    feed.write_text(both.replace("</channel>", item + "</channel>").replace(
-        "<rss version=\"2.0\" ", "<rss version=\"2.0\" xmlns:psc=\"http://podlove.org/simple-chapters\" "))
+    item = older[older.index("<item>") : older.index("</item>") + 7]
+    feed.write_text(
+        both.replace("</channel>", item + "</channel>").replace(
+            '<rss version="2.0" ', '<rss version="2.0" xmlns:psc="http://podlove.org/simple-chapters" '
+        )
+    )
     later = feed.stat().st_mtime + 5  # a later Last-Modified, so the conditional GET sees a change
     os.utime(feed, (later, later))
     report = poll_feed(f"{base}/feed.rss", settings)

@@ -308,6 +308,7 @@ def test_date_before_time_in_24_hour_form_without_caption(tmp_path):
 
 # -- YAML front matter keeps what the author wrote (issue 11, case 9) -----------------------
 
+
 def test_yaml_scalars_stay_as_written():
     from .conftest import FIXTURES
 
@@ -317,14 +318,25 @@ def test_yaml_scalars_stay_as_written():
     assert ep.event.title == "yes" and ep.event.venue == "Null Island"
 
 
-@pytest.mark.parametrize("line, field, value", [
-    ("title: No", "title", "No"), ("title: yes", "title", "yes"), ("title: off", "title", "off"),
-    ("title: 3.10", "title", "3.10"), ("title: 1_000", "title", "1_000"), ("title: 0o17", "title", "0o17"),
-    ("title: 12:30", "title", "12:30"), ("title: 2024-01-10", "title", "2024-01-10"),
-    ("title: .inf", "title", ".inf"), ("title: '007'", "title", "007"),
-    ("number: 010", "number", 10), ("number: 09", "number", 9), ("number: '12'", "number", 12),
-    ("number: 4", "number", 4),
-])
+@pytest.mark.parametrize(
+    "line, field, value",
+    [
+        ("title: No", "title", "No"),
+        ("title: yes", "title", "yes"),
+        ("title: off", "title", "off"),
+        ("title: 3.10", "title", "3.10"),
+        ("title: 1_000", "title", "1_000"),
+        ("title: 0o17", "title", "0o17"),
+        ("title: 12:30", "title", "12:30"),
+        ("title: 2024-01-10", "title", "2024-01-10"),
+        ("title: .inf", "title", ".inf"),
+        ("title: '007'", "title", "007"),
+        ("number: 010", "number", 10),
+        ("number: 09", "number", 9),
+        ("number: '12'", "number", 12),
+        ("number: 4", "number", 4),
+    ],
+)
 def test_yaml_surprises_keep_their_text(tmp_path, line, field, value):
     front = {"title": "title: T", "number": ""}
     front[field] = line
@@ -332,8 +344,9 @@ def test_yaml_surprises_keep_their_text(tmp_path, line, field, value):
     assert getattr(load_episode(path, TZ), field) == value
 
 
-@pytest.mark.parametrize("line", ["number: 0x1A", "number: 1:20", "number: 1_000", "number: 4.0",
-                                  "number: yes", "number: -3", "number: [1]"])
+@pytest.mark.parametrize(
+    "line", ["number: 0x1A", "number: 1:20", "number: 1_000", "number: 4.0", "number: yes", "number: -3", "number: [1]"]
+)
 def test_a_number_that_is_not_a_whole_decimal_names_the_field(tmp_path, line):
     path = write(tmp_path, "ep.md", f"---\ntitle: T\ndate: 2024-01-01\n{line}\n---\nx\n")
     with pytest.raises(EpisodeError) as info:
@@ -341,18 +354,23 @@ def test_a_number_that_is_not_a_whole_decimal_names_the_field(tmp_path, line):
     assert "field 'number'" in str(info.value) and "ep.md" in str(info.value)
 
 
-@pytest.mark.parametrize("front, expected", [
-    ("date: 2024-01-10", date(2024, 1, 10)),
-    ("date: 2024-01-10T21:00:00", date(2024, 1, 10)),
-    ("date: '10 January 2024'", date(2024, 1, 10)),
-])
+@pytest.mark.parametrize(
+    "front, expected",
+    [
+        ("date: 2024-01-10", date(2024, 1, 10)),
+        ("date: 2024-01-10T21:00:00", date(2024, 1, 10)),
+        ("date: '10 January 2024'", date(2024, 1, 10)),
+    ],
+)
 def test_yaml_dates_without_implicit_timestamps(tmp_path, front, expected):
     path = write(tmp_path, "ep.md", f"---\ntitle: T\n{front}\n---\nx\n")
     assert load_episode(path, TZ).date == expected
 
 
 def test_yaml_event_date_alone_is_all_day_and_title_null_is_required(tmp_path):
-    path = write(tmp_path, "ep.md", "---\ntitle: T\ndate: 2024-01-01\nevent:\n  title: E\n  starts: 2024-01-20\n---\nx\n")
+    path = write(
+        tmp_path, "ep.md", "---\ntitle: T\ndate: 2024-01-01\nevent:\n  title: E\n  starts: 2024-01-20\n---\nx\n"
+    )
     ev = load_episode(path, TZ).event
     assert ev.all_day and ev.starts == datetime(2024, 1, 20, 0, 0, tzinfo=TZ)
     with pytest.raises(EpisodeError, match="field 'title': is required"):

@@ -4,7 +4,7 @@ ranges across midnight or a daylight-saving change keep each end's own offset.""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,12 +17,14 @@ from worker.errors import EpisodeError
 from .conftest import FIXTURES
 
 LONDON = ZoneInfo("Europe/London")
-UTC = timezone.utc
+UTC = UTC
 
 
 def page(when: str, day: str = "10 April 2024") -> str:
-    return (f"Show: Episode 1\n\n3 April 2024\n\nIntro.\n\nMeetup Event\n\nA meetup\n\n{when}\n{day}\n"
-            "The Hall, Leeds\n\nAbout it.\n\nLinks & Sources\n\nTranscript.\n")
+    return (
+        f"Show: Episode 1\n\n3 April 2024\n\nIntro.\n\nMeetup Event\n\nA meetup\n\n{when}\n{day}\n"
+        "The Hall, Leeds\n\nAbout it.\n\nLinks & Sources\n\nTranscript.\n"
+    )
 
 
 def event(tmp_path, when: str, day: str = "10 April 2024", tz=LONDON):  # noqa: ANN001, ANN201
@@ -39,27 +41,30 @@ def test_the_zone_on_the_line_wins_over_the_list_zone():
     assert ev.venue == "Online" and ev.signup_url == "https://tickets.example.org/mountain"
 
 
-@pytest.mark.parametrize("when, day, start_utc, end_utc, labels", [
-    ("6pm – 8pm BST", "10 April 2024", (17, 0), (19, 0), ("BST", "BST")),
-    ("18:00 - 20:00 (CET)", "10 January 2024", (17, 0), (19, 0), ("CET", "CET")),
-    ("18:00-20:00 CEST", "10 April 2024", (16, 0), (18, 0), ("CEST", "CEST")),
-    ("6pm – 8pm GMT", "10 April 2024", (18, 0), (20, 0), ("GMT", "GMT")),
-    ("1pm – 2pm EST", "10 July 2024", (18, 0), (19, 0), ("EST", "EST")),  # EST as written, even in July
-    ("1pm – 2pm EDT", "10 July 2024", (17, 0), (18, 0), ("EDT", "EDT")),
-    ("10am – 11am CST", "10 January 2024", (16, 0), (17, 0), ("CST", "CST")),
-    ("10am – 11am CDT", "10 July 2024", (15, 0), (16, 0), ("CDT", "CDT")),
-    ("9am – 10am MST", "10 January 2024", (16, 0), (17, 0), ("MST", "MST")),
-    ("9am – 10am PST", "10 January 2024", (17, 0), (18, 0), ("PST", "PST")),
-    ("9am – 10am PDT", "10 July 2024", (16, 0), (17, 0), ("PDT", "PDT")),
-    ("9am – 10am PT", "10 January 2024", (17, 0), (18, 0), ("PST", "PST")),  # generic: the day's offset
-    ("9am – 10am PT", "10 July 2024", (16, 0), (17, 0), ("PDT", "PDT")),
-    ("7pm – 8pm ET", "10 July 2024", (23, 0), (0, 0), ("EDT", "EDT")),
-    ("18:00-20:00 UTC+2", "10 January 2024", (16, 0), (18, 0), ("UTC+2", "UTC+2")),
-    ("6pm – 8pm GMT-5", "10 January 2024", (23, 0), (1, 0), ("GMT-5", "GMT-5")),
-    ("18:00 – 20:00 +02:00", "10 January 2024", (16, 0), (18, 0), ("+02:00", "+02:00")),
-    ("18:00 – 19:00 UTC+05:30", "10 January 2024", (12, 30), (13, 30), ("UTC+05:30", "UTC+05:30")),
-    ("at 6.30pm AEDT", "10 January 2024", (7, 30), None, ("AEDT",)),
-])
+@pytest.mark.parametrize(
+    "when, day, start_utc, end_utc, labels",
+    [
+        ("6pm – 8pm BST", "10 April 2024", (17, 0), (19, 0), ("BST", "BST")),
+        ("18:00 - 20:00 (CET)", "10 January 2024", (17, 0), (19, 0), ("CET", "CET")),
+        ("18:00-20:00 CEST", "10 April 2024", (16, 0), (18, 0), ("CEST", "CEST")),
+        ("6pm – 8pm GMT", "10 April 2024", (18, 0), (20, 0), ("GMT", "GMT")),
+        ("1pm – 2pm EST", "10 July 2024", (18, 0), (19, 0), ("EST", "EST")),  # EST as written, even in July
+        ("1pm – 2pm EDT", "10 July 2024", (17, 0), (18, 0), ("EDT", "EDT")),
+        ("10am – 11am CST", "10 January 2024", (16, 0), (17, 0), ("CST", "CST")),
+        ("10am – 11am CDT", "10 July 2024", (15, 0), (16, 0), ("CDT", "CDT")),
+        ("9am – 10am MST", "10 January 2024", (16, 0), (17, 0), ("MST", "MST")),
+        ("9am – 10am PST", "10 January 2024", (17, 0), (18, 0), ("PST", "PST")),
+        ("9am – 10am PDT", "10 July 2024", (16, 0), (17, 0), ("PDT", "PDT")),
+        ("9am – 10am PT", "10 January 2024", (17, 0), (18, 0), ("PST", "PST")),  # generic: the day's offset
+        ("9am – 10am PT", "10 July 2024", (16, 0), (17, 0), ("PDT", "PDT")),
+        ("7pm – 8pm ET", "10 July 2024", (23, 0), (0, 0), ("EDT", "EDT")),
+        ("18:00-20:00 UTC+2", "10 January 2024", (16, 0), (18, 0), ("UTC+2", "UTC+2")),
+        ("6pm – 8pm GMT-5", "10 January 2024", (23, 0), (1, 0), ("GMT-5", "GMT-5")),
+        ("18:00 – 20:00 +02:00", "10 January 2024", (16, 0), (18, 0), ("+02:00", "+02:00")),
+        ("18:00 – 19:00 UTC+05:30", "10 January 2024", (12, 30), (13, 30), ("UTC+05:30", "UTC+05:30")),
+        ("at 6.30pm AEDT", "10 January 2024", (7, 30), None, ("AEDT",)),
+    ],
+)
 def test_zones_and_offsets_on_the_line(tmp_path, when, day, start_utc, end_utc, labels):
     ev = event(tmp_path, when, day)
     assert ev.starts.astimezone(UTC).time() == time(*start_utc)
@@ -73,13 +78,16 @@ def test_no_zone_written_means_the_list_zone(tmp_path):
     assert ev.starts.strftime("%Z") == "PST"
 
 
-@pytest.mark.parametrize("when, needle", [
-    ("9am – 10am IST", "'IST' is ambiguous"),
-    ("9am – 10am AST", "'AST' is ambiguous"),
-    ("9am – 10am XST", "unknown time zone 'XST'"),
-    ("9am – 10am QRDT", "unknown time zone 'QRDT'"),
-    ("18:00 – 20:00 UTC+19", "not a time zone"),
-])
+@pytest.mark.parametrize(
+    "when, needle",
+    [
+        ("9am – 10am IST", "'IST' is ambiguous"),
+        ("9am – 10am AST", "'AST' is ambiguous"),
+        ("9am – 10am XST", "unknown time zone 'XST'"),
+        ("9am – 10am QRDT", "unknown time zone 'QRDT'"),
+        ("18:00 – 20:00 UTC+19", "not a time zone"),
+    ],
+)
 def test_unknown_or_ambiguous_zone_is_an_error_naming_the_line(tmp_path, when, needle):
     path = tmp_path / "ep.txt"
     path.write_text(page(when))
@@ -94,20 +102,23 @@ def test_capitals_that_are_not_zones_are_not_read_as_zones(tmp_path, when):
     assert ev.starts == datetime(2024, 4, 10, 18, 0, tzinfo=LONDON)
 
 
-@pytest.mark.parametrize("text, start, end", [
-    ("11.30 – 12.30pm", (11, 30), (12, 30)),
-    ("11 – 1pm", (11, 0), (13, 0)),
-    ("6 to 8pm", (18, 0), (20, 0)),
-    ("6.30 – 8pm", (18, 30), (20, 0)),
-    ("9 – 11am", (9, 0), (11, 0)),
-    ("12 – 1pm", (12, 0), (13, 0)),
-    ("10 – 2am", (22, 0), (2, 0)),
-    ("11am – 1", (11, 0), (13, 0)),
-    ("10.30am – 12", (10, 30), (12, 0)),
-    ("13:00 – 2pm", (13, 0), (14, 0)),
-    ("5.30pm – 7.30pm", (17, 30), (19, 30)),
-    ("18:00-20:00", (18, 0), (20, 0)),
-])
+@pytest.mark.parametrize(
+    "text, start, end",
+    [
+        ("11.30 – 12.30pm", (11, 30), (12, 30)),
+        ("11 – 1pm", (11, 0), (13, 0)),
+        ("6 to 8pm", (18, 0), (20, 0)),
+        ("6.30 – 8pm", (18, 30), (20, 0)),
+        ("9 – 11am", (9, 0), (11, 0)),
+        ("12 – 1pm", (12, 0), (13, 0)),
+        ("10 – 2am", (22, 0), (2, 0)),
+        ("11am – 1", (11, 0), (13, 0)),
+        ("10.30am – 12", (10, 30), (12, 0)),
+        ("13:00 – 2pm", (13, 0), (14, 0)),
+        ("5.30pm – 7.30pm", (17, 30), (19, 30)),
+        ("18:00-20:00", (18, 0), (20, 0)),
+    ],
+)
 def test_a_time_without_meridiem_takes_the_nearest_before_the_end(text, start, end):
     assert parse_time_range(text) == (time(*start), time(*end))
 
@@ -146,13 +157,18 @@ def test_a_time_skipped_by_the_spring_change_moves_forward(tmp_path):
     assert ev.starts.astimezone(UTC) == datetime(2024, 3, 31, 1, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("zone, expected_utc", [
-    ("America/Denver", datetime(2024, 4, 10, 15, 0, tzinfo=UTC)),
-    ("MDT", datetime(2024, 4, 10, 15, 0, tzinfo=UTC)),
-    ("UTC+2", datetime(2024, 4, 10, 7, 0, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    "zone, expected_utc",
+    [
+        ("America/Denver", datetime(2024, 4, 10, 15, 0, tzinfo=UTC)),
+        ("MDT", datetime(2024, 4, 10, 15, 0, tzinfo=UTC)),
+        ("UTC+2", datetime(2024, 4, 10, 7, 0, tzinfo=UTC)),
+    ],
+)
 def test_front_matter_event_timezone(zone, expected_utc):
-    text = f"---\ntitle: T\ndate: 2024-04-01\nevent:\n  title: E\n  starts: 2024-04-10T09:00\n  timezone: {zone}\n---\nx\n"
+    text = (
+        f"---\ntitle: T\ndate: 2024-04-01\nevent:\n  title: E\n  starts: 2024-04-10T09:00\n  timezone: {zone}\n---\nx\n"
+    )
     ev = parse_markdown(text, source="ep.md", tz=LONDON).event
     assert ev.starts.astimezone(UTC) == expected_utc
 

@@ -117,21 +117,27 @@ def test_rows_recorded_by_the_previous_version_still_count(drafts, feed_file):
     assert report.new == [] and report.seen == 3 and campaigns() == 0
 
 
-@pytest.mark.parametrize("a, b", [
-    ("http://show.example.org/episodes/1", "https://show.example.org/episodes/1"),
-    ("http://show.example.org/episodes/1", "https://podcast.example.com/episodes/1/"),
-    ("https://show.example.org/?p=123", "http://www.show.example.org/?p=123"),
-    ("urn:uuid:1f0c", " urn:uuid:1f0c "),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("http://show.example.org/episodes/1", "https://show.example.org/episodes/1"),
+        ("http://show.example.org/episodes/1", "https://podcast.example.com/episodes/1/"),
+        ("https://show.example.org/?p=123", "http://www.show.example.org/?p=123"),
+        ("urn:uuid:1f0c", " urn:uuid:1f0c "),
+    ],
+)
 def test_url_guids_keep_their_identity_across_scheme_and_host(a, b):
     assert url_identity(a) == url_identity(b)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("https://show.example.org/episodes/1", "https://show.example.org/episodes/2"),
-    ("https://show.example.org/?p=1", "https://show.example.org/?p=2"),
-    ("tag:show.example.org,2024:1", "tag:show.example.org,2024:2"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("https://show.example.org/episodes/1", "https://show.example.org/episodes/2"),
+        ("https://show.example.org/?p=1", "https://show.example.org/?p=2"),
+        ("tag:show.example.org,2024:1", "tag:show.example.org,2024:2"),
+    ],
+)
 def test_different_guids_stay_different(a, b):
     assert url_identity(a) != url_identity(b)
 
@@ -145,9 +151,30 @@ def test_identify_drops_shared_keys_and_says_so():
 
 
 def test_a_guid_that_is_the_home_page_is_no_identity():
-    keys = candidate_keys({"id": "https://show.example.org/", "title": "T", "enclosures": [
-        {"href": "https://cdn.example.net/a.mp3", "type": "audio/mpeg"}]})
+    keys = candidate_keys(
+        {
+            "id": "https://show.example.org/",
+            "title": "T",
+            "enclosures": [{"href": "https://cdn.example.net/a.mp3", "type": "audio/mpeg"}],
+        }
+    )
     assert keys["id"] == "id:/"
-    (item,) = identify([{"id": "https://show.example.org/", "title": "T", "enclosures": [
-        {"href": "https://cdn.example.net/a.mp3", "type": "audio/mpeg"}]}]).items
+    (item,) = identify(
+        [
+            {
+                "id": "https://show.example.org/",
+                "title": "T",
+                "enclosures": [{"href": "https://cdn.example.net/a.mp3", "type": "audio/mpeg"}],
+            }
+        ]
+    ).items
     assert item.primary == "enc:cdn.example.net/a.mp3"
+
+
+def test_the_poll_command_says_when_items_cannot_be_told_apart(drafts, feed_file):
+    from .test_cli import run
+
+    url = feed_file("no-guid-home-link.rss")
+    proc = run("poll", url)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 items share the same link; they are told apart by enclosure URL" in proc.stderr

@@ -26,21 +26,28 @@ def entries(xml: bytes | str):  # noqa: ANN201
     return feedparser.parse(xml.encode() if isinstance(xml, str) else xml, sanitize_html=True).entries
 
 
-def rss_item(notes: str, title: str = "Episode 7: Plain notes", pub: str = "Mon, 05 Feb 2024 09:00:00 +0000",
-             cdata: bool = True) -> str:
+def rss_item(
+    notes: str, title: str = "Episode 7: Plain notes", pub: str = "Mon, 05 Feb 2024 09:00:00 +0000", cdata: bool = True
+) -> str:
     body = f"<![CDATA[{notes}]]>" if cdata else notes
-    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Made-up Show</title><item>'
-            f"<title>{title}</title><guid>plain-7</guid><pubDate>{pub}</pubDate>"
-            f"<description>{body}</description></item></channel></rss>")
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Made-up Show</title><item>'
+        f"<title>{title}</title><guid>plain-7</guid><pubDate>{pub}</pubDate>"
+        f"<description>{body}</description></item></channel></rss>"
+    )
 
 
 # -- dates in the list's zone (case 5) -------------------------------------------------------
 
-@pytest.mark.parametrize("tz, expected", [
-    ("America/Los_Angeles", date(2024, 1, 1)),  # 20:00 PST on Monday 1 January
-    ("Europe/London", date(2024, 1, 2)),        # 04:00 GMT on Tuesday
-    ("Asia/Tokyo", date(2024, 1, 2)),
-])
+
+@pytest.mark.parametrize(
+    "tz, expected",
+    [
+        ("America/Los_Angeles", date(2024, 1, 1)),  # 20:00 PST on Monday 1 January
+        ("Europe/London", date(2024, 1, 2)),  # 04:00 GMT on Tuesday
+        ("Asia/Tokyo", date(2024, 1, 2)),
+    ],
+)
 def test_feed_dates_are_taken_in_the_list_zone(tz, expected):
     (entry,) = entries((TEXT / "pubdate-offset.rss").read_bytes())
     ep = read_feed_item(entry, feed_url="https://show.example.org/feed", tz=ZoneInfo(tz))
@@ -54,6 +61,7 @@ def test_a_late_utc_time_is_the_next_day_east_of_utc():
 
 
 # -- HTML-typed fields (case 8) --------------------------------------------------------------
+
 
 def test_an_html_typed_title_is_text_everywhere(settings):
     (entry,) = entries((TEXT / "html-title.rss").read_bytes())
@@ -69,16 +77,19 @@ def test_an_html_typed_title_is_text_everywhere(settings):
     assert message_from_bytes(raw, policy=policy.default)["Subject"] == "Episode 9 – Don’t panic: Q&A"
 
 
-@pytest.mark.parametrize("title, expected", [
-    ("<![CDATA[Tom &amp; Jerry]]>", "Tom & Jerry"),
-    ("<![CDATA[<b>Bold</b> move]]>", "Bold move"),
-    ("<![CDATA[Caf&eacute; &lt;3]]>", "Café <3"),
-    ("Plain &amp; simple", "Plain & simple"),
-    ("A &lt; B", "A < B"),
-    ("<![CDATA[<i>Italic</i> &amp; <em>more</em>]]>", "Italic & more"),
-    ("<![CDATA[<p>Para</p><p>graphs</p>]]>", "Para graphs"),
-    ("<![CDATA[Two&nbsp;&nbsp;spaces]]>", "Two spaces"),
-])
+@pytest.mark.parametrize(
+    "title, expected",
+    [
+        ("<![CDATA[Tom &amp; Jerry]]>", "Tom & Jerry"),
+        ("<![CDATA[<b>Bold</b> move]]>", "Bold move"),
+        ("<![CDATA[Caf&eacute; &lt;3]]>", "Café <3"),
+        ("Plain &amp; simple", "Plain & simple"),
+        ("A &lt; B", "A < B"),
+        ("<![CDATA[<i>Italic</i> &amp; <em>more</em>]]>", "Italic & more"),
+        ("<![CDATA[<p>Para</p><p>graphs</p>]]>", "Para graphs"),
+        ("<![CDATA[Two&nbsp;&nbsp;spaces]]>", "Two spaces"),
+    ],
+)
 def test_every_html_typed_title_shape(title, expected):
     (entry,) = entries(rss_item("<p>x</p>", title=title))
     assert read_feed_item(entry, feed_url="f", tz=LONDON).title == expected
@@ -91,16 +102,19 @@ def test_feed_title_and_summary_fields_are_text():
 
 
 def test_atom_html_and_text_typed_titles():
-    atom = ('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>S</title>'
-            '<entry><id>urn:x:1</id><updated>2024-01-01T09:00:00Z</updated>'
-            '<title type="html">Q&amp;amp;A &amp;#8211; live</title><summary>s</summary></entry>'
-            '<entry><id>urn:x:2</id><updated>2024-01-01T09:00:00Z</updated>'
-            '<title type="text">Q&amp;A &lt;b&gt;</title><summary>s</summary></entry></feed>')
+    atom = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>S</title>'
+        "<entry><id>urn:x:1</id><updated>2024-01-01T09:00:00Z</updated>"
+        '<title type="html">Q&amp;amp;A &amp;#8211; live</title><summary>s</summary></entry>'
+        "<entry><id>urn:x:2</id><updated>2024-01-01T09:00:00Z</updated>"
+        '<title type="text">Q&amp;A &lt;b&gt;</title><summary>s</summary></entry></feed>'
+    )
     got = [read_feed_item(e, feed_url="f", tz=LONDON).title for e in entries(atom)]
     assert got == ["Q&A – live", "Q&A <b>"]
 
 
 # -- show notes keep their lines; everything bounded (case 7) --------------------------------
+
 
 def test_plain_text_notes_keep_the_page_layout():
     (entry,) = entries((TEXT / "plain-notes.rss").read_bytes())
@@ -114,11 +128,16 @@ def test_plain_text_notes_keep_the_page_layout():
 
 def test_huge_plain_notes_make_a_small_email(settings):
     intro = "\n".join(f"Intro line {i} " + "words " * 30 for i in range(600))  # ~120 KB, no tags
-    notes = (f"{intro}\n\nBig Event\n\nThe big one\n\n6pm – 8pm\n14 March 2030\nThe Hall\n\n"
-             + "Description sentence here. " * 4000 + "\n\nSpeakers: "
-             + "; ".join(f"Person {i}, Role {i}" for i in range(200)) + "\n\nLinks & Sources\n\n"
-             + "\n".join(f"Link {i} – https://example.org/{i}" for i in range(500))
-             + "\n\n" + "Transcript sentence goes on. " * 20000)
+    notes = (
+        f"{intro}\n\nBig Event\n\nThe big one\n\n6pm – 8pm\n14 March 2030\nThe Hall\n\n"
+        + "Description sentence here. " * 4000
+        + "\n\nSpeakers: "
+        + "; ".join(f"Person {i}, Role {i}" for i in range(200))
+        + "\n\nLinks & Sources\n\n"
+        + "\n".join(f"Link {i} – https://example.org/{i}" for i in range(500))
+        + "\n\n"
+        + "Transcript sentence goes on. " * 20000
+    )
     (entry,) = entries(rss_item(notes, cdata=False))
     ep = read_feed_item(entry, feed_url="f", tz=LONDON)
     assert len(ep.intro) <= 5 and all(len(p) <= 1000 for p in ep.intro)
@@ -139,11 +158,30 @@ def test_one_enormous_intro_paragraph_is_bounded(size):
 
 # -- one event, whatever form the notes take (issue 12) -------------------------------------
 
-LINES = ["A short intro to episode seven.", "", "Spring Panel Event", "", "Data in the Open: a panel", "",
-         "6pm – 8pm", "14 March 2024", "The Old Library, 1 Example Street, Leeds", "", "Come and hear the panel.",
-         "", "Speakers: Ada Example, Analyst; Bo Sample, Engineer", "", "Links &amp; Sources", "",
-         "Open data report – https://data.example.org/report", "Blog post – https://blog.example.org/post", "",
-         "Welcome to the show. This is the transcript.", "", "Second transcript paragraph."]
+LINES = [
+    "A short intro to episode seven.",
+    "",
+    "Spring Panel Event",
+    "",
+    "Data in the Open: a panel",
+    "",
+    "6pm – 8pm",
+    "14 March 2024",
+    "The Old Library, 1 Example Street, Leeds",
+    "",
+    "Come and hear the panel.",
+    "",
+    "Speakers: Ada Example, Analyst; Bo Sample, Engineer",
+    "",
+    "Links &amp; Sources",
+    "",
+    "Open data report – https://data.example.org/report",
+    "Blog post – https://blog.example.org/post",
+    "",
+    "Welcome to the show. This is the transcript.",
+    "",
+    "Second transcript paragraph.",
+]
 
 
 def notes_p_per_line() -> str:
@@ -173,10 +211,15 @@ def expected_event():  # noqa: ANN201
     from worker.episodes import Event, Speaker
 
     tz = LONDON
-    return Event(title="Data in the Open: a panel", starts=datetime(2024, 3, 14, 18, 0, tzinfo=tz),
-                 ends=datetime(2024, 3, 14, 20, 0, tzinfo=tz), venue="The Old Library, 1 Example Street, Leeds",
-                 speakers=(Speaker(name="Ada Example", role="Analyst"), Speaker(name="Bo Sample", role="Engineer")),
-                 description=("Come and hear the panel.",), heading="Spring Panel Event")
+    return Event(
+        title="Data in the Open: a panel",
+        starts=datetime(2024, 3, 14, 18, 0, tzinfo=tz),
+        ends=datetime(2024, 3, 14, 20, 0, tzinfo=tz),
+        venue="The Old Library, 1 Example Street, Leeds",
+        speakers=(Speaker(name="Ada Example", role="Analyst"), Speaker(name="Bo Sample", role="Engineer")),
+        description=("Come and hear the panel.",),
+        heading="Spring Panel Event",
+    )
 
 
 @pytest.mark.parametrize("form", [notes_p_per_line, notes_br, notes_p_and_br, notes_plain])
@@ -206,8 +249,10 @@ def test_every_form_gives_the_same_banner_and_calendar(settings):
 
     as_of = datetime(2024, 2, 6, 9, tzinfo=LONDON)
     eps = [load_episode(EPISODES / "page-event.txt", LONDON), load_episode(EPISODES / "front-matter-event.md", LONDON)]
-    eps += [read_feed_item(entries(rss_item(f(), cdata=f is not notes_plain))[0], feed_url="f", tz=LONDON)
-            for f in (notes_p_per_line, notes_br, notes_plain)]
+    eps += [
+        read_feed_item(entries(rss_item(f(), cdata=f is not notes_plain))[0], feed_url="f", tz=LONDON)
+        for f in (notes_p_per_line, notes_br, notes_plain)
+    ]
     digests = [build_digest(ep, settings, as_of=as_of) for ep in eps]
     banners = [dataclasses.asdict(d.event) for d in digests]
     for b in banners:

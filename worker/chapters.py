@@ -22,8 +22,22 @@ log = logging.getLogger(__name__)
 MAX_CHAPTERS_BYTES = 1024 * 1024
 FETCH_TIMEOUT = 10.0
 # chapter titles that say where in the audio, not what it is about
-_NOT_HIGHLIGHTS = {"intro", "introduction", "outro", "ad", "ads", "advert", "sponsor", "sponsors", "credits",
-                   "end", "start", "opening", "closing", "break"}
+_NOT_HIGHLIGHTS = {
+    "intro",
+    "introduction",
+    "outro",
+    "ad",
+    "ads",
+    "advert",
+    "sponsor",
+    "sponsors",
+    "credits",
+    "end",
+    "start",
+    "opening",
+    "closing",
+    "break",
+}
 
 
 def _titles(titles: list[str]) -> tuple[str, ...]:
@@ -45,8 +59,9 @@ def json_chapter_titles(data: bytes) -> tuple[str, ...]:
     chapters = doc.get("chapters") if isinstance(doc, dict) else None
     if not isinstance(chapters, list):
         return ()
-    return _titles([str(c.get("title") or "") for c in chapters
-                    if isinstance(c, dict) and c.get("toc", True) is not False])
+    return _titles(
+        [str(c.get("title") or "") for c in chapters if isinstance(c, dict) and c.get("toc", True) is not False]
+    )
 
 
 def psc_chapter_titles(entry: dict) -> tuple[str, ...]:

@@ -65,7 +65,7 @@ def _short(value: str) -> str:
     """A key value bounded in length: long values keep a prefix and a hash of the whole."""
     if len(value) <= MAX_KEY_CHARS:
         return value
-    return value[:MAX_KEY_CHARS - 17] + "#" + hashlib.sha256(value.encode()).hexdigest()[:16]
+    return value[: MAX_KEY_CHARS - 17] + "#" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 def url_identity(value: str) -> str:
@@ -121,11 +121,13 @@ def identify(entries: list[dict]) -> Identities:
     for kind in KINDS:
         shared = sum(1 for keys in found if kind in keys and counts[keys[kind]] > 1)
         if shared:
-            out.notes.append(f"{shared} items share the same {KIND_NAMES[kind]}; they are told apart by "
-                             + (", then ".join(KIND_NAMES[k] for k in KINDS[KINDS.index(kind) + 1:]) or "nothing else"))
+            out.notes.append(
+                f"{shared} items share the same {KIND_NAMES[kind]}; they are told apart by "
+                + (", then ".join(KIND_NAMES[k] for k in KINDS[KINDS.index(kind) + 1 :]) or "nothing else")
+            )
     legacy = [legacy_key(e) for e in entries]
     legacy_counts = Counter(legacy)
-    for keys, old in zip(found, legacy):
+    for keys, old in zip(found, legacy, strict=True):
         usable = [keys[k] for k in KINDS if k in keys and counts[keys[k]] == 1 and not _site_only(keys[k])]
         if not usable:  # nothing tells it apart: the strongest shared key makes it one item with the others
             usable = [keys[k] for k in KINDS if k in keys][:1] or [old]

@@ -15,7 +15,7 @@ import logging
 import time
 import xml.sax
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
@@ -63,8 +63,14 @@ class PollReport:
 
     def as_dict(self) -> dict:
         """The report as JSON-ready dict (keys: source, new, seen, primed, error, notes)."""
-        return {"source": self.source, "new": self.new, "seen": self.seen, "primed": self.primed,
-                "error": self.error, "notes": self.notes}
+        return {
+            "source": self.source,
+            "new": self.new,
+            "seen": self.seen,
+            "primed": self.primed,
+            "error": self.error,
+            "notes": self.notes,
+        }
 
 
 # -- fetching and parsing ---------------------------------------------------------------------
@@ -183,11 +189,19 @@ def _record_aliases(settings: Settings, source: str, keys: list[str], seen: set[
 
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC.
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _poll_items(url: str, parsed: feedparser.FeedParserDict, settings: Settings, report: PollReport, *,
-                primed: bool, newest: datetime | None, send_backlog: bool) -> list[int]:
+def _poll_items(
+    url: str,
+    parsed: feedparser.FeedParserDict,
+    settings: Settings,
+    report: PollReport,
+    *,
+    primed: bool,
+    newest: datetime | None,
+    send_backlog: bool,
+) -> list[int]:
     """Handle each item of the document: known ones are counted, new ones recorded and, unless
     they are back catalogue (first poll, or dated before the newest item already seen), published.
     Returns the campaign ids to start."""
@@ -197,7 +211,7 @@ def _poll_items(url: str, parsed: feedparser.FeedParserDict, settings: Settings,
     for note in ids.notes:
         report.notes.append(note)
         log.warning("feed %s: %s", url, note)
-    for entry, keys in zip(parsed.entries, ids.items):
+    for entry, keys in zip(parsed.entries, ids.items, strict=True):
         if any(k in seen for k in keys.all):  # known items are not converted again on every poll
             report.seen += 1
             _record_aliases(settings, url, keys.all, seen)
@@ -205,8 +219,13 @@ def _poll_items(url: str, parsed: feedparser.FeedParserDict, settings: Settings,
         when = entry_time(entry)
         backlog = not primed or (newest is not None and when is not None and when < newest)
         try:
-            episode = read_feed_item(entry, feed_url=url, tz=settings.tz, item_id=keys.primary,
-                                     highlights=() if backlog and not send_backlog else chapter_titles(entry))
+            episode = read_feed_item(
+                entry,
+                feed_url=url,
+                tz=settings.tz,
+                item_id=keys.primary,
+                highlights=() if backlog and not send_backlog else chapter_titles(entry),
+            )
         except EpisodeError as exc:
             log.warning("feed %s: item %s skipped: %s", url, keys.primary, exc)
             report.notes.append(f"item skipped: {exc}")
@@ -248,8 +267,7 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
         return report
     published: list[int] = []
     if parsed is not None:
-        published = _poll_items(url, parsed, settings, report, primed=primed, newest=newest,
-                                send_backlog=send_backlog)
+        published = _poll_items(url, parsed, settings, report, primed=primed, newest=newest, send_backlog=send_backlog)
         times = [t for t in (entry_time(e) for e in parsed.entries) if t is not None]
         newest = max([*times, *([newest] if newest else [])], default=None)
     with session_scope(settings) as session:

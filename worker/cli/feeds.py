@@ -43,5 +43,7 @@ def poll(
             )
             for slug in r["new"]:
                 out.print(f"  new: {slug}", markup=False, highlight=False)
+        for note in r.get("notes", []):
+            err.print(f"{r['source']}: {note}", markup=False, highlight=False)
     if failed:
         raise typer.Exit(1)

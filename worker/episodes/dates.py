@@ -146,12 +146,12 @@ def parse_time_span(text: str) -> TimeSpan | None:
     if m and (m[3] or m[6] or m[2] or m[5]):
         pair = _pair(_clock(m[1], m[2], m[3]), _clock(m[4], m[5], m[6]))
         if pair:
-            return TimeSpan(_time(pair[0]), _time(pair[1]), zone_after(text[m.end():]))
+            return TimeSpan(_time(pair[0]), _time(pair[1]), zone_after(text[m.end() :]))
     m = _ONE_TIME.search(text)
     if m and (m[3] or m[2]):
         start = _minutes(*_clock(m[1], m[2], m[3]))
         if start is not None:
-            return TimeSpan(_time(start), None, zone_after(text[m.end():]))
+            return TimeSpan(_time(start), None, zone_after(text[m.end() :]))
     return None
 
 

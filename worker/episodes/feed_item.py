@@ -9,7 +9,7 @@ the same way (`notes.field_text`).
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 
 from ..text import one_line, safe_url, slugify
 from .model import Episode, Link, build_episode
@@ -36,7 +36,7 @@ def entry_time(entry: dict) -> datetime | None:
         value = entry.get(key)
         if value:
             try:
-                return datetime(*value[:6], tzinfo=timezone.utc)
+                return datetime(*value[:6], tzinfo=UTC)
             except (TypeError, ValueError):
                 continue
     return None
@@ -45,7 +45,7 @@ def entry_time(entry: dict) -> datetime | None:
 def entry_date(entry: dict, tz: tzinfo) -> date:
     """The item's calendar date in the list's zone `tz` (a Monday 20:00 in Los Angeles is a
     Monday, although it is Tuesday in UTC); today in `tz` when the feed gives no date."""
-    when = entry_time(entry) or datetime.now(timezone.utc)
+    when = entry_time(entry) or datetime.now(UTC)
     return when.astimezone(tz).date()
 
 
@@ -75,8 +75,9 @@ def entry_title(entry: dict) -> str:
     return one_line(field_text(entry, "title"), 300)
 
 
-def read_feed_item(entry: dict, *, feed_url: str, tz: tzinfo, item_id: str | None = None,
-                   highlights: tuple[str, ...] = ()) -> Episode:
+def read_feed_item(
+    entry: dict, *, feed_url: str, tz: tzinfo, item_id: str | None = None, highlights: tuple[str, ...] = ()
+) -> Episode:
     """A feedparser entry from the feed at `feed_url` as an Episode.
 
     `item_id` is the item's identity within the feed (default: `default_item_id`); guid = feed
@@ -99,9 +100,21 @@ def read_feed_item(entry: dict, *, feed_url: str, tz: tzinfo, item_id: str | Non
     guid = key.split(":", 1)[1] if key.startswith("guid:") else key
     links = body.links or tuple(
         Link(title=one_line(str(lk.get("title") or lk["href"])), url=safe_url(lk["href"]))
-        for lk in entry.get("links", []) if lk.get("rel") == "related" and safe_url(lk.get("href", "")))
+        for lk in entry.get("links", [])
+        if lk.get("rel") == "related" and safe_url(lk.get("href", ""))
+    )
     return build_episode(
-        title=title, date=day, slug=slug, guid=f"{feed_url}|{guid}"[:500], intro=body.intro,
-        transcript=body.transcript, links=links, event=body.event, episode_url=safe_url(str(entry.get("link") or "")),
-        audio_url=enclosure_url(entry), source=feed_url, warnings=tuple(body.warnings),
-        highlights=highlights or body.highlights)
+        title=title,
+        date=day,
+        slug=slug,
+        guid=f"{feed_url}|{guid}"[:500],
+        intro=body.intro,
+        transcript=body.transcript,
+        links=links,
+        event=body.event,
+        episode_url=safe_url(str(entry.get("link") or "")),
+        audio_url=enclosure_url(entry),
+        source=feed_url,
+        warnings=tuple(body.warnings),
+        highlights=highlights or body.highlights,
+    )

@@ -73,7 +73,8 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
         summary=summary or None,
         episode_url=safe_url(str(meta.get("episode_url") or meta.get("url") or "")),
         audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")),
-        highlights=_highlights(meta, source))
+        highlights=_highlights(meta, source),
+    )
 
 
 def _front_matter(text: str, source: str) -> tuple[dict, str]:
@@ -137,8 +138,7 @@ def _episode_date(raw: Any, source: str) -> date:
             except ValueError:
                 parsed = None
         if parsed is None:
-            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}",
-                               source=source, field="date")
+            raise EpisodeError(f"expected a date like 2023-11-23, got {str(raw)[:40]!r}", source=source, field="date")
         ep_date = parsed
     check_year(ep_date, source=source, field="date")
     return ep_date
@@ -186,8 +186,9 @@ def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[dateti
                 ) from None
             return datetime.combine(d, time(0, 0), tz), True
         return (parsed if parsed.tzinfo else datetime_at(parsed.date(), parsed.time(), tz)), False
-    raise EpisodeError(f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}",
-                       source=source, field=path)
+    raise EpisodeError(
+        f"expected a date-time like 2023-11-29T17:30, got {type(value).__name__}", source=source, field=path
+    )
 
 
 def _event_zone(raw: dict, tz: tzinfo, source: str) -> tzinfo:
@@ -196,8 +197,11 @@ def _event_zone(raw: dict, tz: tzinfo, source: str) -> tzinfo:
     if name is None or name == "":
         return tz
     try:
-        zone = zone_named(str(name)) if not str(name).lstrip().startswith(("+", "-", "UTC+", "UTC-", "GMT+", "GMT-")) \
+        zone = (
+            zone_named(str(name))
+            if not str(name).lstrip().startswith(("+", "-", "UTC+", "UTC-", "GMT+", "GMT-"))
             else zone_after(str(name))
+        )
     except ZoneError as exc:
         raise EpisodeError(str(exc), source=source, field="event.timezone") from None
     if zone is None:

@@ -114,23 +114,27 @@ class Episode:
         ev = d.pop("event")
         event = None
         if ev:
-            event = Event(**{
-                **ev,
-                "starts": datetime.fromisoformat(ev["starts"]),
-                "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
-                "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
-                "description": tuple(ev["description"]),
-            })
-        return cls(**{
-            **d,
-            "date": date.fromisoformat(d["date"]),
-            "intro": tuple(d["intro"]),
-            "transcript": tuple(d["transcript"]),
-            "links": tuple(Link(**lk) for lk in d["links"]),
-            "warnings": tuple(d.get("warnings", ())),
-            "highlights": tuple(d.get("highlights", ())),
-            "event": event,
-        })
+            event = Event(
+                **{
+                    **ev,
+                    "starts": datetime.fromisoformat(ev["starts"]),
+                    "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
+                    "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
+                    "description": tuple(ev["description"]),
+                }
+            )
+        return cls(
+            **{
+                **d,
+                "date": date.fromisoformat(d["date"]),
+                "intro": tuple(d["intro"]),
+                "transcript": tuple(d["transcript"]),
+                "links": tuple(Link(**lk) for lk in d["links"]),
+                "warnings": tuple(d.get("warnings", ())),
+                "highlights": tuple(d.get("highlights", ())),
+                "event": event,
+            }
+        )
 
 
 def episode_number(title: str) -> int | None:
@@ -181,11 +185,24 @@ def _bounded_event(event: Event | None) -> Event | None:
     return dataclasses.replace(event, description=description, speakers=event.speakers[:30])
 
 
-def build_episode(*, title: str, date: date, intro: tuple[str, ...], transcript: tuple[str, ...],
-                  source: str, event: Event | None = None, links: tuple[Link, ...] = (),
-                  warnings: tuple[str, ...] = (), slug: str | None = None, guid: str | None = None,
-                  number: int | None = None, summary: str | None = None, episode_url: str = "",
-                  audio_url: str = "", highlights: tuple[str, ...] = ()) -> Episode:
+def build_episode(
+    *,
+    title: str,
+    date: date,
+    intro: tuple[str, ...],
+    transcript: tuple[str, ...],
+    source: str,
+    event: Event | None = None,
+    links: tuple[Link, ...] = (),
+    warnings: tuple[str, ...] = (),
+    slug: str | None = None,
+    guid: str | None = None,
+    number: int | None = None,
+    summary: str | None = None,
+    episode_url: str = "",
+    audio_url: str = "",
+    highlights: tuple[str, ...] = (),
+) -> Episode:
     """An Episode with the readers' shared defaults and bounds: slug = date + slugified title,
     guid = slug, number from the title, summary = the intro joined into one line (≤ 1,000
     characters). An intro of more than 5 paragraphs keeps the first 5 and the rest opens the
@@ -193,17 +210,28 @@ def build_episode(*, title: str, date: date, intro: tuple[str, ...], transcript:
     warning); links beyond 200 are dropped."""
     notes = list(warnings)
     if len(intro) > MAX_INTRO_PARAGRAPHS:
-        notes.append(f"the intro has {len(intro)} paragraphs; the first {MAX_INTRO_PARAGRAPHS} are the "
-                     "email's intro, the rest open the transcript")
+        notes.append(
+            f"the intro has {len(intro)} paragraphs; the first {MAX_INTRO_PARAGRAPHS} are the "
+            "email's intro, the rest open the transcript"
+        )
         intro, transcript = intro[:MAX_INTRO_PARAGRAPHS], intro[MAX_INTRO_PARAGRAPHS:] + transcript
     if any(len(p) > MAX_PARAGRAPH for p in intro):
         notes.append(f"intro paragraphs are cut to {MAX_PARAGRAPH} characters")
     slug = slug or f"{date.isoformat()}-{slugify(title)}"
     return Episode(
-        title=cut(title, MAX_TITLE), date=date, slug=slug, guid=guid or slug,
+        title=cut(title, MAX_TITLE),
+        date=date,
+        slug=slug,
+        guid=guid or slug,
         intro=tuple(cut(p, MAX_PARAGRAPH) for p in intro),
         transcript=split_long(transcript, MAX_TRANSCRIPT_PARAGRAPH),
-        links=links[:MAX_LINKS], event=_bounded_event(event), number=number or episode_number(title),
-        summary=cut(summary or clean_line(" ".join(intro)), MAX_SUMMARY), episode_url=episode_url,
-        audio_url=audio_url, source=source, warnings=tuple(notes),
-        highlights=tuple(cut(h, MAX_HIGHLIGHT) for h in highlights[:MAX_HIGHLIGHTS] if h))
+        links=links[:MAX_LINKS],
+        event=_bounded_event(event),
+        number=number or episode_number(title),
+        summary=cut(summary or clean_line(" ".join(intro)), MAX_SUMMARY),
+        episode_url=episode_url,
+        audio_url=audio_url,
+        source=source,
+        warnings=tuple(notes),
+        highlights=tuple(cut(h, MAX_HIGHLIGHT) for h in highlights[:MAX_HIGHLIGHTS] if h),
+    )

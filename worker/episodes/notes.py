@@ -17,11 +17,29 @@ import nh3
 from ..text import clean_line, safe_url
 from .page import Line
 
-ALLOWED_TAGS = {"p", "br", "a", "ul", "ol", "li", "strong", "b", "em", "i", "blockquote", "div",
-                "h1", "h2", "h3", "h4", "h5", "h6"}
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "strong",
+    "b",
+    "em",
+    "i",
+    "blockquote",
+    "div",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+}
 BLOCKS = {"p", "li", "ul", "ol", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"}
 HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
-_BLOCK_TAG = re.compile(r"<\s*(?:%s|br)\b" % "|".join(sorted(BLOCKS)), re.I)
+_BLOCK_TAG = re.compile(r"<\s*(?:{}|br)\b".format("|".join(sorted(BLOCKS))), re.I)
 
 
 def _sanitised_root(html: str, *, with_links: bool) -> Any:

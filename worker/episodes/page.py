@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from urllib.parse import urlsplit
 
 from ..errors import EpisodeError
@@ -29,7 +29,9 @@ _MD_LINK = re.compile(r"^\[(?P<title>[^\]]+)\]\((?P<url>[^)\s]+)\)$")
 _BULLET = re.compile(r"^(?:[-*•·▪‣◦]|\d{1,3}[.)])\s+")
 _HIGHLIGHTS_HEADING = re.compile(
     r"^(?:highlights|in\s+this\s+episode|this\s+episode|topics(?:\s+covered)?|what\s+we\s+(?:cover|discuss)(?:ed)?"
-    r"|chapters|timestamps|key\s+(?:points|takeaways)|takeaways)\s*:?$", re.I)
+    r"|chapters|timestamps|key\s+(?:points|takeaways)|takeaways)\s*:?$",
+    re.I,
+)
 _TIMESTAMP = re.compile(r"^\(?(?:\d{1,2}:)?\d{1,2}:\d{2}\)?\s*[-–—:]?\s*")
 # "Online – register at <URL>": once the URL is the signup link, the words pointing at it go too.
 _CALL_TO_ACTION = re.compile(
@@ -111,9 +113,17 @@ def parse_page(text: str, *, source: str, tz: tzinfo) -> Episode:
         )
     check_year(ep_date, source=source, line=date_line.no)
     body = read_body(lines[2:], source=source, tz=tz)
-    return build_episode(title=title, date=ep_date, intro=body.intro, event=body.event, links=body.links,
-                         transcript=body.transcript, source=source, warnings=tuple(body.warnings),
-                         highlights=body.highlights)
+    return build_episode(
+        title=title,
+        date=ep_date,
+        intro=body.intro,
+        event=body.event,
+        links=body.links,
+        transcript=body.transcript,
+        source=source,
+        warnings=tuple(body.warnings),
+        highlights=body.highlights,
+    )
 
 
 def check_year(day: date, *, source: str, line: int | None = None, field: str | None = None) -> None:
@@ -173,7 +183,7 @@ def take_highlights(rest: list[Line]) -> tuple[list[Line], tuple[str, ...]]:
         j = i + 1
         while j < len(rest) and _BULLET.match(rest[j].text):
             j += 1
-        items = [_TIMESTAMP.sub("", _BULLET.sub("", x.text)).strip() for x in rest[i + 1:j]]
+        items = [_TIMESTAMP.sub("", _BULLET.sub("", x.text)).strip() for x in rest[i + 1 : j]]
         if items:
             return rest[:i] + rest[j:], tuple(x for x in items if x)
     return rest, ()
@@ -267,7 +277,7 @@ def _parse_event(
     before = [ln.text for ln in body[:first_when]]
     day: date | None = None
     span: TimeSpan | None = None
-    for ln in body[first_when:last_when + 1]:
+    for ln in body[first_when : last_when + 1]:
         day = day or parse_date(ln.text) or date_in(ln.text)
         try:
             span = span or parse_time_span(ln.text)
@@ -282,17 +292,25 @@ def _parse_event(
         venue = _CALL_TO_ACTION.sub("", URL_IN_TEXT.sub("", venue).strip(" -–—|,:"))
         venue = venue.strip(" -–—|,:")
     starts, ends = event_times(day, span, tz)
-    event = Event(title=one_line(before[-1] if before else heading.text, 300), starts=starts, ends=ends,
-                  all_day=span is None, venue=one_line(venue, 300), signup_url=signup, speakers=speakers,
-                  description=paragraphs(description), banner_alt=one_line(" ".join(before[:-1]), 300),
-                  heading=one_line(heading.text, 120))
+    event = Event(
+        title=one_line(before[-1] if before else heading.text, 300),
+        starts=starts,
+        ends=ends,
+        all_day=span is None,
+        venue=one_line(venue, 300),
+        signup_url=signup,
+        speakers=speakers,
+        description=paragraphs(description),
+        banner_alt=one_line(" ".join(before[:-1]), 300),
+        heading=one_line(heading.text, 120),
+    )
     return event, 1 + used_to
 
 
 def datetime_at(day: date, at: time, tz: tzinfo) -> datetime:
     """`day` at wall-clock time `at` in `tz`, an aware datetime. A time that does not exist
     on that day (skipped by a daylight-saving change) moves forward by the gap, as clocks do."""
-    utc = datetime.combine(day, at, tz).astimezone(timezone.utc)
+    utc = datetime.combine(day, at, tz).astimezone(UTC)
     return utc.astimezone(tz)
 
 
@@ -308,7 +326,7 @@ def event_times(day: date, span: TimeSpan | None, tz: tzinfo) -> tuple[datetime,
     if span.end is None:
         return starts, None
     ends = datetime_at(day, span.end, zone)
-    if ends.astimezone(timezone.utc) <= starts.astimezone(timezone.utc):
+    if ends.astimezone(UTC) <= starts.astimezone(UTC):
         ends = datetime_at(day + timedelta(days=1), span.end, zone)  # runs past midnight
     return starts, ends
 
@@ -317,18 +335,20 @@ def _venue_shaped(body: list[Line], i: int) -> bool:
     """In notes written one line per paragraph (a feed's `<p>` per line) the venue is a
     paragraph of its own: one short line that is not a sentence ('The Old Library, Leeds')."""
     ln = body[i]
-    alone = not any(x.para == ln.para for x in body[:i] + body[i + 1:])
+    alone = not any(x.para == ln.para for x in body[:i] + body[i + 1 :])
     return alone and len(ln.text) <= 150 and not ln.text.rstrip().endswith((".", "!", "?", ":"))
 
 
-def _event_details(body: list[Line], last_when: int,
-                   closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
+def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str, tuple[Speaker, ...], list[Line], int]:
     """After the date/time lines: venue line, description lines and the Speakers line.
     Returns (venue, speakers, description lines, index after the last line used)."""
     i = last_when + 1
     venue = ""
-    if i < len(body) and not _SPEAKERS.match(body[i].text) and (
-            body[i].para == body[last_when].para or _venue_shaped(body, i)):
+    if (
+        i < len(body)
+        and not _SPEAKERS.match(body[i].text)
+        and (body[i].para == body[last_when].para or _venue_shaped(body, i))
+    ):
         venue = body[i].text
         i += 1
     speakers_at = next((j for j in range(i, len(body)) if _SPEAKERS.match(body[j].text)), None)

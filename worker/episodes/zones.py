@@ -11,31 +11,76 @@ rather than guessed.
 from __future__ import annotations
 
 import re
-from datetime import timedelta, timezone, tzinfo
+from datetime import UTC, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 # name -> hours east of UTC
 FIXED: dict[str, float] = {
-    "UTC": 0, "UT": 0, "GMT": 0, "Z": 0, "WET": 0, "BST": 1, "WEST": 1, "CET": 1, "CEST": 2, "EET": 2,
-    "EEST": 3, "MSK": 3, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8,
-    "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10, "NST": -3.5, "NDT": -2.5, "ADT": -3, "AEST": 10,
-    "AEDT": 11, "ACST": 9.5, "ACDT": 10.5, "AWST": 8, "NZST": 12, "NZDT": 13, "JST": 9, "KST": 9,
-    "HKT": 8, "SGT": 8, "SAST": 2, "WAT": 1, "CAT": 2, "EAT": 3, "PKT": 5, "ICT": 7, "WIB": 7,
+    "UTC": 0,
+    "UT": 0,
+    "GMT": 0,
+    "Z": 0,
+    "WET": 0,
+    "BST": 1,
+    "WEST": 1,
+    "CET": 1,
+    "CEST": 2,
+    "EET": 2,
+    "EEST": 3,
+    "MSK": 3,
+    "EST": -5,
+    "EDT": -4,
+    "CST": -6,
+    "CDT": -5,
+    "MST": -7,
+    "MDT": -6,
+    "PST": -8,
+    "PDT": -7,
+    "AKST": -9,
+    "AKDT": -8,
+    "HST": -10,
+    "NST": -3.5,
+    "NDT": -2.5,
+    "ADT": -3,
+    "AEST": 10,
+    "AEDT": 11,
+    "ACST": 9.5,
+    "ACDT": 10.5,
+    "AWST": 8,
+    "NZST": 12,
+    "NZDT": 13,
+    "JST": 9,
+    "KST": 9,
+    "HKT": 8,
+    "SGT": 8,
+    "SAST": 2,
+    "WAT": 1,
+    "CAT": 2,
+    "EAT": 3,
+    "PKT": 5,
+    "ICT": 7,
+    "WIB": 7,
 }
 # generic names: the region's zone, daylight saving applied on the event's day
 REGIONS: dict[str, str] = {
-    "PT": "America/Los_Angeles", "MT": "America/Denver", "CT": "America/Chicago", "ET": "America/New_York",
-    "AET": "Australia/Sydney", "UK": "Europe/London",
+    "PT": "America/Los_Angeles",
+    "MT": "America/Denver",
+    "CT": "America/Chicago",
+    "ET": "America/New_York",
+    "AET": "Australia/Sydney",
+    "UK": "Europe/London",
 }
 AMBIGUOUS = {
-    "IST": "India, Irish or Israel Standard Time", "AST": "Atlantic or Arabia Standard Time",
-    "SST": "Samoa or Singapore Standard Time", "GST": "Gulf or South Georgia Standard Time",
-    "BT": "Baghdad or Bhutan Time", "ECT": "Ecuador or Eastern Caribbean Time",
+    "IST": "India, Irish or Israel Standard Time",
+    "AST": "Atlantic or Arabia Standard Time",
+    "SST": "Samoa or Singapore Standard Time",
+    "GST": "Gulf or South Georgia Standard Time",
+    "BT": "Baghdad or Bhutan Time",
+    "ECT": "Ecuador or Eastern Caribbean Time",
     "MET": "Middle European or Middle East Time",
 }
 
-_OFFSET = re.compile(
-    r"^\(?\s*(?:(UTC|GMT|UT)\s*)?([+\-−])\s*(\d{1,2})(?::?(\d{2}))?\s*\)?(?![\d:])")
+_OFFSET = re.compile(r"^\(?\s*(?:(UTC|GMT|UT)\s*)?([+\-−])\s*(\d{1,2})(?::?(\d{2}))?\s*\)?(?![\d:])")
 _ABBREV = re.compile(r"^\(?\s*([A-Z]{1,5})\s*\)?(?![A-Za-z])")
 # a word in capitals shaped like a zone abbreviation: 3-5 letters ending in T (EST, CEST, XYZT)
 _ZONE_SHAPED = re.compile(r"^[A-Z]{1,3}[SD]?T$")
@@ -73,18 +118,22 @@ def zone_named(name: str, *, strict: bool = True) -> tzinfo | None:
     abbreviation (otherwise None: 'TBC' after a time is not a zone)."""
     key = name.strip().upper()
     if key in FIXED:
-        return timezone(timedelta(hours=FIXED[key]), key) if key != "Z" else timezone.utc
+        return timezone(timedelta(hours=FIXED[key]), key) if key != "Z" else UTC
     if key in REGIONS:
         return ZoneInfo(REGIONS[key])
     if key in AMBIGUOUS:
-        raise ZoneError(f"the time zone {key!r} is ambiguous ({AMBIGUOUS[key]}); write an offset "
-                        "such as UTC+5:30 or a zone such as Asia/Kolkata")
+        raise ZoneError(
+            f"the time zone {key!r} is ambiguous ({AMBIGUOUS[key]}); write an offset "
+            "such as UTC+5:30 or a zone such as Asia/Kolkata"
+        )
     if "/" in name:
         try:
             return ZoneInfo(name.strip())
         except (ValueError, KeyError, OSError):
             raise ZoneError(f"unknown time zone {name.strip()!r}") from None
     if strict or (len(key) >= 3 and _ZONE_SHAPED.match(key)):
-        raise ZoneError(f"unknown time zone {name.strip()!r}; write an offset such as UTC+2 "
-                        "or an abbreviation such as BST, CET or EST")
+        raise ZoneError(
+            f"unknown time zone {name.strip()!r}; write an offset such as UTC+2 "
+            "or an abbreviation such as BST, CET or EST"
+        )
     return None

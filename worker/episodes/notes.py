@@ -70,6 +70,7 @@ class _Lines:
         self.broke = False  # a line has just been ended by a break: another one ends the paragraph
 
     def text(self, s: str) -> None:
+        """Add text to the current line (in plain text, its newlines break lines)."""
         if not self.plain:
             self.buf.append(s)
             return
@@ -89,6 +90,7 @@ class _Lines:
             self.para += 1
 
     def para_break(self) -> None:
+        """End the line and the paragraph (a block element's start or end)."""
         self.line_break()
         self.broke = False
         if self.out and self.out[-1][1] == self.para:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ..settings import Settings, get_settings
-from . import archive, docs, errors, joining, manage, public, staff, unsubscribe
+from . import archive, docs, errors, hooks, joining, manage, public, staff, unsubscribe
 from .limits import BodyLimit
 from .pages import page_environment
 
-ROUTERS = [archive.router, public.router, unsubscribe.router, staff.router, joining.router, manage.router]
+ROUTERS = [archive.router, public.router, unsubscribe.router, staff.router, joining.router, manage.router, hooks.router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -386,3 +386,27 @@ def test_front_matter_highlights(tmp_path):
     with pytest.raises(EpisodeError, match="field 'highlights'"):
         load_episode(path, TZ)
     assert load_episode(write(tmp_path, "none.md", "---\ntitle: T\ndate: 2024-01-01\n---\nx\n"), TZ).highlights == ()
+
+
+def test_every_part_of_an_extreme_markdown_episode_is_bounded(tmp_path):
+    links = "\n".join(f'  - {{title: "{"T" * 600}", url: "https://example.org/{"u" * 1900}{i}"}}' for i in range(300))
+    speakers = "\n".join(f'    - {{name: "{"N" * 300}", role: "{"R" * 400}"}}' for _ in range(50))
+    description = ("D" * 3000 + "\n\n") * 20
+    highlights = "\n".join('  - "' + "H" * 1000 + '"' for _ in range(20))
+    text = (
+        f'---\ntitle: "{"Title " * 200}"\ndate: 2024-01-01\nsummary: "{"summary " * 1000}"\nevent:\n'
+        f'  title: "{"E" * 1000}"\n  starts: 2030-01-20T18:00\n  venue: "{"V" * 1000}"\n'
+        f"  description: |\n    {description.replace(chr(10), chr(10) + '    ')}\n  speakers:\n{speakers}\n"
+        f"links:\n{links}\nhighlights:\n{highlights}\n---\n" + ("word " * 5000 + "\n\n") * 50
+    )
+    ep = load_episode(write(tmp_path, "big.md", text), TZ)
+    assert len(ep.title) <= 300 and len(ep.summary) <= 1000
+    assert len(ep.intro) <= 5 and all(len(p) <= 1000 for p in ep.intro)
+    assert len(ep.links) == 200 and all(len(lk.title) <= 200 and len(lk.url) <= 2000 for lk in ep.links)
+    assert len(ep.highlights) == 5 and all(len(h) <= 300 for h in ep.highlights)
+    ev = ep.event
+    assert len(ev.title) <= 300 and len(ev.venue) <= 300 and len(ev.speakers) == 30
+    assert all(len(s.name) <= 120 and len(s.role) <= 240 for s in ev.speakers)
+    assert len(ev.description) <= 5 and all(len(p) <= 1000 for p in ev.description)
+    assert all(len(p) <= 5000 for p in ep.transcript)
+    assert sum(map(len, ep.transcript)) >= 50 * 5000 * 5 - 1000  # split, not cut: the web page keeps it all

@@ -77,7 +77,8 @@ class Episode:
 
     Sizes are bounded whatever the input (see `build_episode`), so every email built from an
     episode stays small: title ≤ 300 characters, summary ≤ 1,000, intro ≤ 5 paragraphs of
-    ≤ 1,000, event description ≤ 5 paragraphs of ≤ 1,000, ≤ 30 speakers, ≤ 200 links,
+    ≤ 1,000, event description ≤ 5 paragraphs of ≤ 1,000, ≤ 30 speakers, ≤ 200 links (titles
+    ≤ 200, URLs ≤ 2,000),
     highlights ≤ 5 of ≤ 300, transcript paragraphs ≤ 5,000 (longer ones are split; the
     transcript is on the web only)."""
 
@@ -151,6 +152,7 @@ MAX_TRANSCRIPT_PARAGRAPH = 5000
 MAX_HIGHLIGHTS = 5
 MAX_HIGHLIGHT = 300
 MAX_LINKS = 200
+MAX_LINK_TITLE = 200
 
 
 def cut(text: str, limit: int) -> str:
@@ -225,7 +227,7 @@ def build_episode(
         guid=guid or slug,
         intro=tuple(cut(p, MAX_PARAGRAPH) for p in intro),
         transcript=split_long(transcript, MAX_TRANSCRIPT_PARAGRAPH),
-        links=links[:MAX_LINKS],
+        links=tuple(Link(title=cut(lk.title, MAX_LINK_TITLE), url=lk.url) for lk in links[:MAX_LINKS]),
         event=_bounded_event(event),
         number=number or episode_number(title),
         summary=cut(summary or clean_line(" ".join(intro)), MAX_SUMMARY),

@@ -15,6 +15,7 @@ from worker.episodes.markdown import parse_markdown
 from worker.errors import EpisodeError
 
 from .conftest import FIXTURES
+from .factories import cli
 
 LONDON = ZoneInfo("Europe/London")
 UTC = UTC
@@ -183,3 +184,13 @@ def test_front_matter_unknown_timezone_names_the_field():
 def test_time_span_reports_the_zone_written():
     span = parse_time_span("Thursday 11 January 2024, 12.30pm – 1.30pm (GMT)")
     assert span.start == time(12, 30) and span.zone.tzname(None) == "GMT"
+
+
+@pytest.mark.parametrize("when", ["9am – 10am IST", "9am – 10am XST"])
+def test_render_with_a_bad_zone_is_one_line_and_exit_2(tmp_path, when):
+    path = tmp_path / "ep.txt"
+    path.write_text(page(when))
+    proc = cli("render", path, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and f"{path}: line 11:" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -16,6 +16,7 @@ from worker.models import Campaign, SeenItem
 from worker.settings import get_settings, reset_settings
 
 from .conftest import FIXTURES
+from .factories import cli
 
 IDENTITY = FIXTURES / "feeds" / "identity"
 
@@ -57,6 +58,30 @@ def test_guid_scheme_change_sends_only_the_new_episode(drafts, feed_file):
     assert second.new == ["2024-01-22-episode-4-things"] and second.seen == 3
     assert third.new == [] and third.seen == 4
     assert campaigns() == 1
+    with session_scope() as s:  # the new guids are remembered too, in case path and enclosure change later
+        keys = set(s.scalars(select(SeenItem.item_key)))
+    assert {f"guid:https://show.example.org/episodes/{n}" for n in (1, 2, 3, 4)} <= keys
+
+
+def test_concurrent_polls_after_a_guid_change_make_one_campaign(drafts, feed_file):
+    import threading
+
+    poll_feed(feed_file("v1.rss"), drafts)
+    url = feed_file("v2-https.rss")
+    results, errors = [], []
+
+    def poller() -> None:
+        try:
+            results.append(poll_feed(url, drafts))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(len(r.new) for r in results) == 1 and campaigns() == 1
 
 
 def test_new_host_reordered_edited_notes_and_title_send_nothing(drafts, feed_file):
@@ -172,9 +197,7 @@ def test_a_guid_that_is_the_home_page_is_no_identity():
 
 
 def test_the_poll_command_says_when_items_cannot_be_told_apart(drafts, feed_file):
-    from .test_cli import run
-
     url = feed_file("no-guid-home-link.rss")
-    proc = run("poll", url)
+    proc = cli("poll", url)
     assert proc.returncode == 0, proc.stderr
     assert "3 items share the same link; they are told apart by enclosure URL" in proc.stderr

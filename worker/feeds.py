@@ -177,14 +177,13 @@ def _claim_keys(session: Session, source: str, keys: list[str]) -> None:
             raise _Taken(key)
 
 
-def _record_aliases(settings: Settings, source: str, keys: list[str], seen: set[str]) -> None:
-    """A known item showed keys not yet recorded (a new guid scheme): record them too."""
-    missing = [k for k in keys if k not in seen]
-    if missing:
+def _record_aliases(settings: Settings, source: str, aliases: list[str]) -> None:
+    """Known items showed keys not yet recorded (a new guid scheme): record them too, in one
+    transaction, so the next poll knows the items by those keys as well."""
+    if aliases:
         with session_scope(settings) as session:
-            for key in missing:
+            for key in dict.fromkeys(aliases):
                 _claim_item(session, source, key)
-        seen.update(missing)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -207,6 +206,7 @@ def _poll_items(
     Returns the campaign ids to start."""
     published: list[int] = []
     seen = _seen_keys(settings, url)
+    aliases: list[str] = []
     ids = identify(list(parsed.entries))
     for note in ids.notes:
         report.notes.append(note)
@@ -214,7 +214,7 @@ def _poll_items(
     for entry, keys in zip(parsed.entries, ids.items, strict=True):
         if any(k in seen for k in keys.all):  # known items are not converted again on every poll
             report.seen += 1
-            _record_aliases(settings, url, keys.all, seen)
+            aliases += [k for k in keys.all if k not in seen]
             continue
         when = entry_time(entry)
         backlog = not primed or (newest is not None and when is not None and when < newest)
@@ -240,6 +240,7 @@ def _poll_items(
         except _Taken:
             report.seen += 1  # another poller got there first
         seen.update(keys.all)
+    _record_aliases(settings, url, aliases)
     return published
 
 

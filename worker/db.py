@@ -18,16 +18,17 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    url = (settings or get_settings()).resolved_database_url
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _make_engine(url)
+            engine = _make_engine(url, settings.claim_lease)
             _engines[url] = engine
     return engine
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, lease: float = 120.0) -> Engine:
     if url.startswith("sqlite"):
         # WAL lets readers run beside the one writer; busy_timeout makes writers queue up
         # instead of failing with "database is locked".
@@ -56,7 +57,45 @@ def _make_engine(url: str) -> Engine:
         return engine
     # pool_pre_ping: a connection the server dropped (restart, pg_terminate_backend) is replaced
     # before use instead of failing the next statement.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=pg_connect_args(url, lease))
+
+
+def pg_connect_args(url: str, lease: float) -> dict:
+    """libpq options that bound how long either end of a connection believes in the other when
+    the network between them goes silent (a partition sends no reset): `lease` is the claim
+    lease in seconds, after which the sweeper takes a silent worker's claims.
+
+    Client side (libpq, https://www.postgresql.org/docs/current/libpq-connect.html): TCP
+    keepalives find a dead peer within ~5/8 of the lease while waiting for a reply, and
+    `tcp_user_timeout` drops a connection whose sent data stays unacknowledged for half of it,
+    so a worker cut off from the database fails its statement instead of waiting for the
+    kernel's ~15 minutes. Server side (per-session settings passed in `options`): the same
+    keepalives, so the server ends the session of a vanished client and releases its locks;
+    `idle_in_transaction_session_timeout` ends a transaction left open by one; and
+    `statement_timeout` bounds any one statement (publishing a million rows takes ~10 s)."""
+    from sqlalchemy.engine import make_url
+
+    idle, interval = max(1, int(lease / 4)), max(1, int(lease / 8))
+    user_timeout_ms = max(1000, int(lease * 500))
+    server = {
+        "tcp_keepalives_idle": idle,
+        "tcp_keepalives_interval": interval,
+        "tcp_keepalives_count": 3,
+        "tcp_user_timeout": user_timeout_ms,
+        "idle_in_transaction_session_timeout": f"{int(max(lease, 30))}s",
+        "statement_timeout": f"{int(max(2 * lease, 120))}s",
+    }
+    given = make_url(url).query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    options = " ".join([given, *(f"-c {key}={value}" for key, value in server.items())]).strip()
+    return {
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": 3,
+        "tcp_user_timeout": user_timeout_ms,
+        "options": options,
+    }
 
 
 def dispose_engines() -> None:

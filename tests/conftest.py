@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,26 @@ def settings(settings_env):
 def seed_path() -> Path:
     assert SEED.exists(), f"the sample episode is missing: {SEED}"
     return SEED
+
+
+# -- unit and integration tests -------------------------------------------------------------
+
+# A test that uses any of these (directly or through another fixture), or runs on PostgreSQL,
+# is an integration test; every other test is a unit test: one process, no servers, seconds.
+# A test that starts an outside program itself says so with @pytest.mark.integration.
+INTEGRATION_FIXTURES = frozenset({"redis_url", "postgres_url", "stack", "browser"})
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("unit"):
+            continue
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database") == "postgres"
+        if on_postgres or INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 # -- real services ---------------------------------------------------------------------------
@@ -115,6 +136,17 @@ def database(request, settings_env):
 
 
 @pytest.fixture
+def fast_retries(monkeypatch):
+    """Retries, sweeps and leases in seconds, small batches: campaigns with failures finish fast."""
+    monkeypatch.setenv("NEWSLETTER_RETRY_BASE_DELAY", "0.5")
+    monkeypatch.setenv("NEWSLETTER_RETRY_MAX_DELAY", "1")
+    monkeypatch.setenv("NEWSLETTER_SWEEP_INTERVAL", "1")
+    monkeypatch.setenv("NEWSLETTER_CLAIM_LEASE", "4")
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "25")
+    reset_settings()
+
+
+@pytest.fixture
 def smtp_server(monkeypatch):
     from .smtp_server import SMTPServer
 
@@ -133,3 +165,59 @@ def stack(tmp_path):
     s = Stack(logs)
     yield s
     s.stop()
+
+
+# -- the web app and a browser ---------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def live(database, monkeypatch, tmp_path):
+    """The web app served by uvicorn on a free port; yields (base URL, Maildir outbox path).
+    Staff credentials: `factories.BROWSER_STAFF_TOKEN`."""
+    import threading
+
+    import uvicorn
+
+    from worker.web import create_app
+
+    from .factories import BROWSER_STAFF_TOKEN
+    from .smtp_server import free_port
+    from .stack import wait_for
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
+    monkeypatch.setenv("NEWSLETTER_STAFF_TOKEN", BROWSER_STAFF_TOKEN)
+    monkeypatch.setenv("NEWSLETTER_MAIL_URL", f"maildir:{tmp_path}/outbox")
+    reset_settings()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, "the web server to start")
+    yield base, tmp_path / "outbox"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium through Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

@@ -1,7 +1,8 @@
-"""Shared builders for tests: the `newsletter` command, subscribers, episodes, campaigns.
+"""Shared builders for tests: the `newsletter` command, episodes, subscribers, campaigns.
 
-Tests import from here, never from each other. Everything works on the settings of the running
-test (conftest's `settings_env`), so call them inside a test or a fixture.
+Tests import from here (and fixtures from conftest), never from each other. Everything works on
+the settings of the running test (conftest's `settings_env`), so call these inside a test or a
+fixture; those that touch the database need the `database` fixture.
 """
 
 from __future__ import annotations
@@ -9,21 +10,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, datetime
 from pathlib import Path
 
+from worker.db import session_scope
+from worker.episodes import Episode, Event, Speaker, load_episode
+from worker.settings import get_settings
+from worker.subscribers import ImportReport, import_rows
+
 from .conftest import SEED
+from .stack import wait_for
 
 
 def cli(
     *args,
     env: dict | None = None,
-    input: str | None = None,
+    input: str | bytes | None = None,
     check: bool = False,
     cwd: Path | str | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess:
     """Run `newsletter ARGS…` as a user does: a real process with this test's environment
-    (plus `env`), text output captured. `check`: assert exit code 0, showing stderr if not."""
+    (plus `env`), output captured as text. `check`: assert exit code 0, showing stderr if not."""
     proc = subprocess.run(
         [sys.executable, "-m", "worker.cli", *map(str, args)],
         capture_output=True,
@@ -38,6 +46,111 @@ def cli(
     return proc
 
 
+# -- episodes ------------------------------------------------------------------------------
+
+
 def sample_episode_path() -> Path:
     """The sample episode (page layout) under tests/fixtures/episodes/."""
     return SEED
+
+
+def sample_episode() -> Episode:
+    """The sample episode, read in the list's time zone."""
+    return load_episode(SEED, get_settings().tz)
+
+
+def episode(**overrides) -> Episode:
+    """A small valid episode; keyword arguments replace any field of `Episode`."""
+    base = dict(
+        title="Episode 9: Tests",
+        date=date(2024, 3, 1),
+        slug="episode-9",
+        guid="urn:ep:9",
+        intro=("An intro.",),
+        transcript=("A transcript paragraph with enough words in it to count.",),
+    )
+    return Episode(**{**base, **overrides})
+
+
+def event(**overrides) -> Event:
+    """An evening event in the list's time zone; keyword arguments replace any field."""
+    tz = get_settings().tz
+    base = dict(
+        title="Spring Social",
+        starts=datetime(2024, 3, 20, 18, 0, tzinfo=tz),
+        ends=datetime(2024, 3, 20, 21, 30, tzinfo=tz),
+        venue="The Pub, London",
+        signup_url="https://tickets.example.com/s",
+        speakers=(Speaker("Grace Hopper", "Admiral"),),
+        description=("Drinks and talks.",),
+    )
+    return Event(**{**base, **overrides})
+
+
+# -- sending without a worker ---------------------------------------------------------------
+
+# The staff token the `live` fixture (conftest) serves the web app with.
+BROWSER_STAFF_TOKEN = "browser-staff-token"
+
+
+def deliver(episode_path: Path) -> int:
+    """Publish the episode and send the whole campaign in this process (no broker, no worker)
+    through the configured transport; returns the campaign id."""
+    from worker.publish import publish_episode
+    from worker.sending import Sender
+
+    settings = get_settings()
+    result = publish_episode(load_episode(episode_path, settings.tz), settings, enqueue=False)
+    Sender(settings).run(result.campaign.id)
+    return result.campaign.id
+
+
+def inbox(outbox: Path) -> dict[str, list]:
+    """The messages of a Maildir outbox by their Delivered-To address."""
+    import mailbox
+
+    box: dict[str, list] = {}
+    for m in mailbox.Maildir(str(outbox), create=False):
+        box.setdefault(m["Delivered-To"], []).append(m)
+    return box
+
+
+# -- subscribers and campaigns -------------------------------------------------------------
+
+
+def seed_subscribers(n: int, prefix: str = "reader") -> list[str]:
+    """Import `n` active subscribers `{prefix}{i}@example.org` named "Reader i"; returns the addresses."""
+    rows = [(i + 2, f"{prefix}{i}@example.org", f"Reader {i}") for i in range(n)]
+    with session_scope() as session:
+        import_rows(session, rows, ImportReport())
+    return [email for _, email, _ in rows]
+
+
+def make_campaign(seed_path: Path = SEED, n: int = 100) -> int:
+    """`n` subscribers and a campaign for the episode at `seed_path`, not queued; returns its id."""
+    from worker.ledger import create_campaign
+
+    seed_subscribers(n)
+    settings = get_settings()
+    with session_scope() as s:
+        result = create_campaign(s, load_episode(seed_path, settings.tz), settings)
+        return result.campaign.id
+
+
+def campaign_status(campaign_id: int) -> dict:
+    """`ledger.status` of one campaign."""
+    from worker.ledger import status
+
+    with session_scope() as session:
+        return status(session, campaign_id)
+
+
+def wait_done(campaign_id: int, timeout: float = 120, stack=None) -> dict:  # noqa: ANN001
+    """Poll until the campaign is done (at most `timeout` seconds); returns its status. On a
+    timeout the error shows the status and, given a `stack`, the worker's logs."""
+    return wait_for(
+        lambda: (st := campaign_status(campaign_id))["state"] == "done" and st,
+        timeout,
+        f"campaign {campaign_id} to finish",
+        details=lambda: f"{campaign_status(campaign_id)}\n{stack.logs() if stack else ''}",
+    )

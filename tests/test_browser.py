@@ -2,82 +2,17 @@
 
 from __future__ import annotations
 
-import mailbox
 import re
-import shutil
-import threading
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from worker.db import session_scope
-from worker.episodes import load_episode
 from worker.models import Subscriber
-from worker.publish import publish_episode
-from worker.sending import Sender
-from worker.settings import get_settings, reset_settings
-from worker.web import create_app
 
-from .smtp_server import free_port
-from .stack import wait_for
-from .test_sending import seed_subscribers
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TOKEN = "browser-staff-token"
-
-
-@pytest.fixture
-def live(database, monkeypatch, tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
-    monkeypatch.setenv("NEWSLETTER_STAFF_TOKEN", TOKEN)
-    monkeypatch.setenv("NEWSLETTER_MAIL_URL", f"maildir:{tmp_path}/outbox")
-    reset_settings()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(get_settings()), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, 20, "the web server to start")
-    yield base, tmp_path / "outbox"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def deliver(episode_path) -> int:  # noqa: ANN001
-    settings = get_settings()
-    result = publish_episode(load_episode(episode_path, settings.tz), settings, enqueue=False)
-    Sender(settings).run(result.campaign.id)
-    return result.campaign.id
-
-
-def inbox(outbox) -> dict[str, list]:  # noqa: ANN001
-    box: dict[str, list] = {}
-    for m in mailbox.Maildir(str(outbox), create=False):
-        box.setdefault(m["Delivered-To"], []).append(m)
-    return box
+from .factories import BROWSER_STAFF_TOKEN as TOKEN
+from .factories import deliver, inbox, seed_subscribers
 
 
 def test_unsubscribe_in_a_real_browser(live, browser, seed_path, tmp_path):

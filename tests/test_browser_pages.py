@@ -18,8 +18,8 @@ import pytest
 from worker.message import unsubscribe_token
 from worker.settings import get_settings
 
-from .test_browser import TOKEN, browser, deliver, inbox, live  # noqa: F401 - fixtures
-from .test_sending import seed_subscribers
+from .factories import BROWSER_STAFF_TOKEN as TOKEN
+from .factories import deliver, inbox, seed_subscribers
 
 WIDTHS = (375, 1280)
 SCHEMES = ("light", "dark")

@@ -5,27 +5,12 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
-import subprocess
-import sys
 
 import icalendar
 
 from worker.message import without_date
 
-
-def run(*args, env=None, input=None, check=False):
-    proc = subprocess.run(
-        [sys.executable, "-m", "worker.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        input=input,
-        timeout=120,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from .factories import cli as run
 
 
 def test_render_writes_the_four_files(seed_path, tmp_path):

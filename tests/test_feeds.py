@@ -18,8 +18,8 @@ from worker.models import Campaign, Feed
 from worker.settings import get_settings, reset_settings
 
 from .conftest import FEEDS
-from .test_cli import run
-from .test_sending import seed_subscribers, wait_done
+from .factories import cli as run
+from .factories import seed_subscribers, wait_done
 
 ITEM = """<item><title>{title}</title><guid>{guid}</guid><link>https://podcast.example.com/{guid}</link>
 <pubDate>{date}</pubDate><enclosure url="https://cdn.example.com/{guid}.mp3" type="audio/mpeg" length="1"/>

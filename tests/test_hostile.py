@@ -14,8 +14,8 @@ from worker.ledger import create_campaign
 from worker.settings import get_settings, reset_settings
 from worker.subscribers import import_csv
 
-from .test_cli import run
-from .test_sending import seed_subscribers
+from .factories import cli as run
+from .factories import seed_subscribers
 
 STAFF_TOKEN = "schemathesis-staff-token"
 

@@ -24,15 +24,7 @@ from worker.ledger import (
 from worker.models import Claim, Delivery, utcnow
 from worker.settings import get_settings
 
-from .test_sending import seed_subscribers
-
-
-def make_campaign(seed_path, n=100):
-    seed_subscribers(n)
-    settings = get_settings()
-    with session_scope() as s:
-        result = create_campaign(s, load_episode(seed_path, settings.tz), settings)
-        return result.campaign.id
+from .factories import make_campaign, seed_subscribers
 
 
 def test_publish_is_idempotent_and_freezes_the_audience(database, seed_path):

@@ -64,6 +64,7 @@ def _source_tree(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.integration  # pip, the package index
 @pytest.mark.timeout(600)
 def test_the_wheel_renders_and_runs_the_demo_outside_the_repo(tmp_path):
     # Build the wheel, install it into a fresh virtualenv (no system site-packages, no editable

@@ -7,46 +7,13 @@ from sqlalchemy import select
 
 from worker.db import session_scope
 from worker.episodes import load_episode
-from worker.ledger import status
 from worker.message import Recipient, compose, without_date
 from worker.models import Delivery, Subscriber
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
-from worker.subscribers import ImportReport, import_rows
 
+from .factories import campaign_status, cli, make_campaign, seed_subscribers, wait_done
 from .stack import wait_for
-from .test_cli import run as cli
-
-
-def seed_subscribers(n: int, prefix: str = "reader") -> list[str]:
-    rows = [(i + 2, f"{prefix}{i}@example.org", f"Reader {i}") for i in range(n)]
-    with session_scope() as session:
-        import_rows(session, rows, ImportReport())
-    return [email for _, email, _ in rows]
-
-
-def campaign_status(campaign_id: int) -> dict:
-    with session_scope() as session:
-        return status(session, campaign_id)
-
-
-def wait_done(campaign_id: int, timeout: float = 120, stack=None) -> dict:  # noqa: ANN001
-    return wait_for(
-        lambda: (st := campaign_status(campaign_id))["state"] == "done" and st,
-        timeout,
-        f"campaign {campaign_id} to finish",
-        details=lambda: f"{campaign_status(campaign_id)}\n{stack.logs() if stack else ''}",
-    )
-
-
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("NEWSLETTER_RETRY_BASE_DELAY", "0.5")
-    monkeypatch.setenv("NEWSLETTER_RETRY_MAX_DELAY", "1")
-    monkeypatch.setenv("NEWSLETTER_SWEEP_INTERVAL", "1")
-    monkeypatch.setenv("NEWSLETTER_CLAIM_LEASE", "4")
-    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "25")
-    reset_settings()
 
 
 def test_every_subscriber_gets_exactly_one(database, redis_url, smtp_server, fast_retries, stack, seed_path, tmp_path):
@@ -192,8 +159,6 @@ def test_each_row_is_durably_sending_before_its_content_arrives(
     read from another connection the moment each message arrives, its row already says 'sending'."""
     from worker.sending import Sender
 
-    from .test_ledger import make_campaign
-
     monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "7")  # several batches: the writer's set-up is reused
     reset_settings()
     cid = make_campaign(seed_path, 30)
@@ -220,8 +185,6 @@ def test_a_row_taken_over_during_its_envelope_gets_no_content(database, smtp_ser
     """Claimed by this batch, then swept and claimed by someone else before our write landed: we
     learn it after the envelope, send no content and record nothing over the new owner."""
     from worker.sending import Sender
-
-    from .test_ledger import make_campaign
 
     cid = make_campaign(seed_path, 10)
     handler = smtp_server.handler

@@ -10,7 +10,7 @@ from worker.errors import InputError
 from worker.models import Subscriber
 from worker.subscribers import export_cell, import_csv, read_csv, set_status
 
-from .test_cli import run
+from .factories import cli as run
 
 
 def write(tmp_path, content: bytes | str, name="subs.csv"):

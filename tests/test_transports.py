@@ -211,6 +211,7 @@ def _connects(port: int) -> bool:
         return False
 
 
+@pytest.mark.integration  # Postfix's smtp-sink
 def test_pipelining_against_postfix_smtp_sink():
     assert os.path.exists(SINK), "smtp-sink is missing: ./dev test installs Debian's postfix"
     sink = Sink()
@@ -224,6 +225,7 @@ def test_pipelining_against_postfix_smtp_sink():
         assert sink.stop() == 50
 
 
+@pytest.mark.integration  # Postfix's smtp-sink
 @pytest.mark.parametrize(
     "fault",
     [["-Q", "rcpt"], ["-q", "data"], ["-q", "."]],
@@ -287,8 +289,8 @@ def test_a_refused_sender_suppresses_nobody(database, seed_path, monkeypatch):
     from worker.sending import Sender
     from worker.settings import get_settings, reset_settings
 
+    from .factories import make_campaign
     from .smtp_server import FaultyHandler
-    from .test_ledger import make_campaign
 
     with SMTPServer(FaultyHandler(sender_reply="553 5.7.1 sender address rejected")) as server:
         monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)

@@ -17,7 +17,7 @@ from worker.models import Subscriber, TestSend
 from worker.settings import Settings, get_settings, reset_settings
 from worker.web import create_app
 
-from .test_sending import seed_subscribers
+from .factories import seed_subscribers
 
 TOKEN = "staff-secret-token"
 

@@ -18,7 +18,7 @@ from worker.models import Subscriber
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 
-from .test_sending import seed_subscribers
+from .factories import seed_subscribers
 
 TOKEN = "staff-secret-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,8 +15,8 @@ from worker.episodes import load_episode
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from ..factories import campaign_status, seed_subscribers
 from ..stack import wait_for
-from ..test_sending import campaign_status, seed_subscribers
 
 N = 1000
 

@@ -27,9 +27,9 @@ from worker.models import Delivery, Subscriber
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from ..factories import seed_subscribers, wait_done
 from ..smtp_server import free_port
 from ..stack import wait_for
-from ..test_sending import seed_subscribers, wait_done
 
 N = 2000
 

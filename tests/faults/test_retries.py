@@ -11,8 +11,8 @@ from worker.episodes import load_episode
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from ..factories import seed_subscribers, wait_done
 from ..smtp_server import FaultyHandler, SMTPServer
-from ..test_sending import seed_subscribers, wait_done
 
 
 def test_a_campaign_with_retries_finishes_without_beat(postgres_url, redis_url, stack, seed_path, monkeypatch):

@@ -23,11 +23,12 @@ from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 
+from .conftest import CHROMIUM
+from .conftest import CHROMIUM_ARGS as ARGS
+from .factories import seed_subscribers, wait_done
 from .smtp_server import free_port
 from .stack import wait_for
-from .test_browser import ARGS, CHROMIUM
 from .test_joining import old_link
-from .test_sending import seed_subscribers, wait_done
 
 SHOTS = Path(os.environ.get("JOINING_SCREENSHOTS", "")) if os.environ.get("JOINING_SCREENSHOTS") else None
 

@@ -20,8 +20,8 @@ from worker.sending import Sender
 from worker.settings import get_settings
 from worker.subscriptions import erasure_hash
 
-from .test_cli import run
-from .test_sending import seed_subscribers
+from .factories import cli as run
+from .factories import seed_subscribers
 
 
 def rows_of(stdout: str) -> list[dict]:

@@ -12,11 +12,10 @@ from worker.models import Delivery, Subscriber
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from .factories import campaign_status, cli, seed_subscribers, wait_done
 from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront
 from .stack import wait_for
-from .test_cli import run as cli
 from .test_providers import moto_ses, ses_sent, verify_identity  # noqa: F401 - fixture
-from .test_sending import campaign_status, seed_subscribers, wait_done
 
 N = 60
 

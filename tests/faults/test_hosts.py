@@ -29,9 +29,9 @@ from worker.models import Delivery
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from ..factories import seed_subscribers
 from ..smtp_server import FaultyHandler, free_port
 from ..stack import Stack, wait_for
-from ..test_sending import seed_subscribers
 from .hosts import SERVICES, Network, PostgresCluster, RedisServer, pause
 
 N = 2000

@@ -46,6 +46,11 @@ def make_app() -> Celery:
         beat_schedule={
             "sweep": {"task": "worker.tasks.sweep", "schedule": float(settings.sweep_interval)},
             "poll": {"task": "worker.tasks.poll", "schedule": float(settings.poll_interval)},
+            **(
+                {"bounces": {"task": "worker.tasks.poll_bounces", "schedule": float(settings.bounce_poll_interval)}}
+                if settings.bounce_mailbox
+                else {}
+            ),
         },
         beat_schedule_filename=str(settings.path(settings.var_dir) / "celerybeat-schedule"),
     )

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .bounces.verp import verp_for
 from .db import session_factory
 from .errors import ConfigError, InputError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
 from .holds import mark_throttled, pause_campaign, record_provider_id
@@ -62,6 +63,7 @@ class Sender:
         self.settings = settings
         self._transport = transport
         self.limiter = RateLimiter(transport_rate(settings), settings.limiter_redis_url)
+        self.verp = verp_for(settings)  # a VERP envelope sender per delivery, when configured
         self._templates: dict[int, MessageTemplate] = {}
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -153,7 +155,8 @@ class Sender:
                 failure = PermanentFailure(f"cannot address: {exc}")
             else:
                 try:
-                    self.transport.send(envelope_from, row.email, message, confirm=ours)
+                    envelope = self.verp.address(row.id) if self.verp else envelope_from
+                    self.transport.send(envelope, row.email, message, confirm=ours)
                 except (PermanentFailure, TemporaryFailure) as exc:
                     failure = exc
                 except ConfigError as exc:  # nothing can be sent as configured: stop the campaign

@@ -67,6 +67,16 @@ def sweep() -> dict:
 
 
 @app.task
+def poll_bounces() -> dict:
+    """Beat, every NEWSLETTER_BOUNCE_POLL_INTERVAL when NEWSLETTER_BOUNCE_MAILBOX is set: read
+    returned mail and record its bounces."""
+    from .bounces.mailbox import poll_mailbox
+
+    result = poll_mailbox(get_settings())
+    return {"messages": result.messages, "recorded": result.recorded, "effects": result.effects}
+
+
+@app.task
 def poll() -> dict:
     """Beat, every NEWSLETTER_POLL_INTERVAL: look for new episodes in feeds and the drop folder."""
     from .feeds import poll_all

@@ -131,6 +131,10 @@ def _apply(
     session: Session, report: Report, settings: Settings, delivery: Delivery | None, subscriber: Subscriber | None
 ) -> str:
     now = utcnow()
+    if delivery is None and report.source == "dsn":
+        # Anyone can mail the bounce address: a returned message counts only when its VERP token
+        # or the (signed, unguessable) Message-ID it quotes names one of our deliveries.
+        return "unmatched"
     if report.kind == EventKind.HARD_BOUNCE:
         if delivery is not None:
             session.execute(

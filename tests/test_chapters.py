@@ -53,7 +53,15 @@ def entry_of(path, base: str = ""):  # noqa: ANN001, ANN201
 def test_json_chapters_over_http(served):
     _, base = served
     entry = entry_of(CHAPTERS / "podcast-chapters.rss", base)
-    assert chapter_titles(entry) == ("Why open data needs maintainers", "What a panel can change")
+    titles = chapter_titles(entry, feed_url=f"{base}/feed.rss")
+    assert titles == ("Why open data needs maintainers", "What a panel can change")
+
+
+def test_chapters_on_a_private_address_other_than_the_feed_host_are_not_fetched(served):
+    _, base = served
+    entry = entry_of(CHAPTERS / "podcast-chapters.rss", base)
+    assert chapter_titles(entry, feed_url="https://feeds.example.org/show.rss") == ()
+    assert fetch_json_chapters(f"{base}/chapters.json", feed_url="https://feeds.example.org/x") == ()
 
 
 def test_podlove_simple_chapters():
@@ -65,7 +73,7 @@ def test_podlove_simple_chapters():
 def test_unreadable_chapters_give_none(served, path):
     root, base = served
     (root / "not-json.json").write_text("<html>nope</html>")
-    assert fetch_json_chapters(f"{base}/{path}") == ()
+    assert fetch_json_chapters(f"{base}/{path}", feed_url=base) == ()
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "ftp://x.example/c.json", "javascript:x"])
@@ -81,7 +89,7 @@ def test_odd_chapter_documents(doc):
 def test_too_big_chapters_file_is_ignored(served):
     root, base = served
     (root / "big.json").write_text(json.dumps({"chapters": [{"title": "x" * 100}] * 20000}))
-    assert fetch_json_chapters(f"{base}/big.json") == ()
+    assert fetch_json_chapters(f"{base}/big.json", feed_url=base) == ()
 
 
 def test_bulleted_list_in_the_notes():
@@ -118,3 +126,30 @@ def test_a_polled_item_carries_its_chapter_titles(database, served, monkeypatch)
     with session_scope() as s:
         data = s.scalars(select(EpisodeRow.data)).one()
     assert Episode.from_json(data).highlights == ("Why open data needs maintainers", "What a panel can change")
+
+
+def test_a_redirect_to_a_private_address_is_not_followed(served):
+    """A public-looking chapters URL may redirect inward: every hop is checked."""
+    import http.server
+
+    root, base = served
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", f"{base}/chapters.json")
+            self.end_headers()
+
+        def log_message(self, *args):  # noqa: ANN002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hop = f"http://127.0.0.2:{server.server_address[1]}/c.json"
+        # the feed lives on 127.0.0.2: its own host is allowed, the redirect to 127.0.0.1 is not
+        assert fetch_json_chapters(hop, feed_url=f"http://127.0.0.2:{server.server_address[1]}/feed") == ()
+        assert fetch_json_chapters(f"{base}/chapters.json", feed_url=base)  # direct, same host: read
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -194,3 +194,25 @@ def test_render_with_a_bad_zone_is_one_line_and_exit_2(tmp_path, when):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and f"{path}: line 11:" in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "when, day, labels",
+    [
+        ("9am – 10.30am MDT", "10 April 2024", ("MDT", "MDT")),
+        ("6pm – 8pm", "10 April 2024", ("BST", "BST")),
+        ("11pm – 3am", "26 October 2024", ("BST", "GMT")),
+        ("9am – 10am PT", "10 July 2024", ("PDT", "PDT")),
+        ("18:00-20:00 UTC+2", "10 January 2024", ("UTC+2", "UTC+2")),
+    ],
+)
+def test_a_stored_event_keeps_its_zone_names(tmp_path, when, day, labels):
+    from worker.episodes import Episode
+
+    path = tmp_path / "ep.txt"
+    path.write_text(page(when, day))
+    ep = load_episode(path, LONDON)
+    back = Episode.from_json(ep.to_json())
+    assert back == ep
+    assert (back.event.starts.strftime("%Z"), back.event.ends.strftime("%Z")) == labels
+    assert back.event.ends.astimezone(UTC) == ep.event.ends.astimezone(UTC)

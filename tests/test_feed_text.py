@@ -266,3 +266,13 @@ def test_every_form_gives_the_same_banner_and_calendar(settings):
 
     assert all(when(d.ics) == when(digests[0].ics) for d in digests[1:])
     assert b"DTSTART:20240314T180000Z" in when(digests[0].ics)
+
+
+def test_atom_content_typed_as_text_stays_text_with_its_lines():
+    atom = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>S</title>'
+        "<entry><id>urn:x:1</id><updated>2024-01-01T09:00:00Z</updated><title>T</title>"
+        '<content type="text">Use &lt;b&gt; for bold.\n\nSecond paragraph, a &amp; b.</content></entry></feed>'
+    )
+    ep = read_feed_item(entries(atom)[0], feed_url="f", tz=LONDON)
+    assert ep.intro == ("Use <b> for bold.",) and ep.transcript == ("Second paragraph, a & b.",)

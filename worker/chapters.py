@@ -9,8 +9,10 @@ Podlove Simple Chapters 1.2 (podlove.org/simple-chapters): `<psc:chapter start="
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 from urllib.parse import urlsplit
 
 import httpx
@@ -70,14 +72,40 @@ def psc_chapter_titles(entry: dict) -> tuple[str, ...]:
     return _titles([str(c.get("title") or "") for c in chapters if isinstance(c, dict)])
 
 
-def fetch_json_chapters(url: str) -> tuple[str, ...]:
-    """Fetch a `podcast:chapters` file (http or https only, at most 1 MB, 10 s) and return its
-    titles; () on any failure (logged): missing chapters never stop an episode."""
+class _Refused(Exception):
+    """A hop of the chapters request led to a private address."""
+
+
+def _public_or_same_host(url: str, feed_url: str) -> bool:
+    """The feed names the chapters URL, so it must not reach into our own network: the host is
+    the feed's own, or every address it resolves to is a public one."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host and host == (urlsplit(feed_url).hostname or "").lower():
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+    return bool(addresses) and all(a.is_global and not a.is_multicast for a in addresses)
+
+
+def fetch_json_chapters(url: str, *, feed_url: str = "") -> tuple[str, ...]:
+    """Fetch a `podcast:chapters` file and return its titles: http or https only, on the feed's
+    own host or a public address, at most 1 MB, 10 s, 3 redirects. () on any failure (logged):
+    missing chapters never stop an episode."""
     url = safe_url(url)
     if not url or urlsplit(url).scheme not in ("http", "https"):
         return ()
+
+    def check(request: httpx.Request) -> None:  # every hop, redirects included
+        if not _public_or_same_host(str(request.url), feed_url):
+            raise _Refused(str(request.url))
+
     try:
-        with httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=True, max_redirects=3) as client:
+        with httpx.Client(
+            timeout=FETCH_TIMEOUT, follow_redirects=True, max_redirects=3, event_hooks={"request": [check]}
+        ) as client:
             with client.stream("GET", url, headers={"User-Agent": "newsletter-worker (+chapters)"}) as resp:
                 if resp.status_code >= 400:
                     log.warning("chapters %s: HTTP %s", url, resp.status_code)
@@ -89,17 +117,17 @@ def fetch_json_chapters(url: str) -> tuple[str, ...]:
                         log.warning("chapters %s: larger than %d bytes", url, MAX_CHAPTERS_BYTES)
                         return ()
                     chunks.append(chunk)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, _Refused) as exc:
         log.warning("chapters %s: %s", url, exc)
         return ()
     return json_chapter_titles(b"".join(chunks))
 
 
-def chapter_titles(entry: dict) -> tuple[str, ...]:
-    """The entry's chapter titles: its `podcast:chapters` JSON file when it has one that can be
-    read, else its Podlove Simple Chapters, else ()."""
+def chapter_titles(entry: dict, *, feed_url: str = "") -> tuple[str, ...]:
+    """The chapter titles of an entry of the feed at `feed_url`: its `podcast:chapters` JSON
+    file when it has one that can be read, else its Podlove Simple Chapters, else ()."""
     link = entry.get("podcast_chapters") or {}
     if isinstance(link, dict) and link.get("url"):
-        if titles := fetch_json_chapters(str(link["url"])):
+        if titles := fetch_json_chapters(str(link["url"]), feed_url=feed_url):
             return titles
     return psc_chapter_titles(entry)

@@ -224,7 +224,7 @@ def _poll_items(
                 feed_url=url,
                 tz=settings.tz,
                 item_id=keys.primary,
-                highlights=() if backlog and not send_backlog else chapter_titles(entry),
+                highlights=() if backlog and not send_backlog else chapter_titles(entry, feed_url=url),
             )
         except EpisodeError as exc:
             log.warning("feed %s: item %s skipped: %s", url, keys.primary, exc)

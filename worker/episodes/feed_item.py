@@ -9,6 +9,7 @@ the same way (`notes.field_text`).
 from __future__ import annotations
 
 import hashlib
+import html
 from datetime import UTC, date, datetime, tzinfo
 
 from ..text import one_line, safe_url, slugify
@@ -64,11 +65,17 @@ def enclosure_url(entry: dict) -> str:
 
 
 def _notes_html(entry: dict) -> str:
-    """The longest `content` value, else the summary, else the subtitle."""
-    notes_html = ""
-    if entry.get("content"):
-        notes_html = max((str(c.get("value", "")) for c in entry["content"]), key=len)
-    return notes_html or str(entry.get("summary") or entry.get("subtitle") or "")
+    """The show notes as HTML: the longest `content` value, else the summary, else the
+    subtitle. A value the feed types as plain text is escaped first, so a '<b>' in it stays
+    text and its line breaks are read as such."""
+    candidates = [(str(c.get("value", "")), str(c.get("type", ""))) for c in entry.get("content") or []]
+    value, kind = max(candidates, key=lambda c: len(c[0]), default=("", ""))
+    if not value:
+        for key in ("summary", "subtitle"):
+            if entry.get(key):
+                value, kind = str(entry[key]), str((entry.get(f"{key}_detail") or {}).get("type", ""))
+                break
+    return html.escape(value, quote=False) if kind.lower() == "text/plain" else value
 
 
 def entry_title(entry: dict) -> str:

@@ -10,8 +10,9 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..text import clean_line, slugify
 
@@ -99,27 +100,34 @@ class Episode:
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def to_json(self) -> str:
-        """The episode as a JSON string (dates in ISO 8601), for the database."""
+        """The episode as a JSON string, for the database: dates in ISO 8601, and the event's
+        zone by name (`event.zone`: an IANA key such as 'Europe/London', or the name of a fixed
+        offset such as 'MDT'), so a stored event keeps its zone's name, not only its offset."""
 
         def default(o: Any) -> Any:
             if isinstance(o, (datetime, date)):
                 return o.isoformat()
             raise TypeError(type(o))
 
-        return json.dumps(dataclasses.asdict(self), default=default, ensure_ascii=False)
+        d = dataclasses.asdict(self)
+        if self.event is not None:
+            d["event"]["zone"] = _zone_name(self.event.starts)
+        return json.dumps(d, default=default, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Episode:
-        """The inverse of `to_json`. Raises ValueError/KeyError on text it did not write."""
+        """The inverse of `to_json` (also reads what earlier versions wrote, without `zone`).
+        Raises ValueError/KeyError on text it did not write."""
         d = json.loads(text)
         ev = d.pop("event")
         event = None
         if ev:
+            zone = ev.pop("zone", None)
             event = Event(
                 **{
                     **ev,
-                    "starts": datetime.fromisoformat(ev["starts"]),
-                    "ends": datetime.fromisoformat(ev["ends"]) if ev["ends"] else None,
+                    "starts": _in_zone(datetime.fromisoformat(ev["starts"]), zone),
+                    "ends": _in_zone(datetime.fromisoformat(ev["ends"]), zone) if ev["ends"] else None,
                     "speakers": tuple(Speaker(**s) for s in ev["speakers"]),
                     "description": tuple(ev["description"]),
                 }
@@ -136,6 +144,28 @@ class Episode:
                 "event": event,
             }
         )
+
+
+def _zone_name(dt: datetime) -> str | None:
+    """An IANA key for a ZoneInfo, the name of a fixed offset ('MDT', 'UTC+2'), else None."""
+    if isinstance(dt.tzinfo, ZoneInfo):
+        return dt.tzinfo.key
+    if isinstance(dt.tzinfo, timezone):
+        return dt.tzinfo.tzname(None)
+    return None
+
+
+def _in_zone(dt: datetime, zone: str | None) -> datetime:
+    """A datetime read back from ISO 8601 (a bare offset) in the zone `to_json` named."""
+    if not zone or dt.tzinfo is None:
+        return dt
+    if "/" in zone:
+        try:
+            return dt.astimezone(ZoneInfo(zone))
+        except (ValueError, KeyError, OSError):
+            return dt
+    offset = dt.utcoffset()
+    return dt.replace(tzinfo=timezone(offset, zone)) if offset is not None else dt
 
 
 def episode_number(title: str) -> int | None:

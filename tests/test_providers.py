@@ -249,3 +249,27 @@ def test_a_throttle_pauses_every_limiter_sharing_the_key(redis_url):
     started = time.monotonic()
     c.acquire()
     assert time.monotonic() - started >= 0.015  # 20 ms slots instead of 10 ms
+
+
+@pytest.mark.parametrize(
+    ("reply", "throttled"),
+    [
+        ("421 4.7.28 Our system has detected an unusual rate of unsolicited mail", True),
+        ("451 4.7.500 Server busy, throttled; try again later", True),
+        ("454 4.7.0 Too many messages, slow down", True),
+        ("451 4.3.0 temporary failure", False),
+        ("421 4.7.0 too busy, closing", False),
+    ],
+)
+def test_smtp_rate_answers_are_throttling(reply, throttled):
+    from worker.transports.smtp import SMTPTransport
+
+    from .smtp_server import FaultyHandler, SMTPServer
+
+    with SMTPServer(FaultyHandler()) as server:
+        server.handler.data_replies["fast@example.org"] = reply
+        t = SMTPTransport(server.url, timeout=10)
+        with pytest.raises(TemporaryFailure) as exc:
+            t.send("a@example.org", "fast@example.org", b"Subject: x\r\n\r\nbody\r\n")
+        t.close()
+    assert isinstance(exc.value, Throttled) is throttled

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFailure
+from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
 from .base import Transport
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
@@ -216,6 +216,12 @@ def _dot_stuffed(message: bytes) -> bytes:
 _MAILBOX_STATUS = re.compile(r"^\s*5\.(?:1\.\d+|2\.1)\b")
 
 
+# How servers say "too fast" (Gmail 421 4.7.28 "unusual rate", Outlook 451 4.7.500 "throttled",
+# Yahoo 421 4.7.0 "[TS01] Messages from x temporarily deferred due to user complaints" is not
+# one — that is reputation, retried as usual).
+_RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|throttl|slow down|quota|4\.7\.28", re.I)
+
+
 def _classify(code: int | None, response: bytes | str, recipient: str, stage: str) -> Exception:
     """4xx is temporary. 5xx depends on the stage: refusing the *sender* (MAIL) is about our
     configuration, never a reason to suppress a subscriber, so it is retried like a 4xx (and shows
@@ -224,6 +230,9 @@ def _classify(code: int | None, response: bytes | str, recipient: str, stage: st
     says the mailbox is bad."""
     text = response.decode("utf-8", "replace") if isinstance(response, bytes) else str(response)
     message = f"{code} {text}".strip() + f" ({recipient})"
+    if code in (421, 451, 454) and _RATE_WORDS.search(text):
+        # The server asks us to slow down: every worker pauses (the shared limiter), no attempt spent.
+        return Throttled(message, code=code)
     if code is None or not 500 <= code < 600:
         return TemporaryFailure(message, code=code)
     if stage == "mail":

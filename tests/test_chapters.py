@@ -153,3 +153,16 @@ def test_a_redirect_to_a_private_address_is_not_followed(served):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_topics_list_deep_in_the_transcript_stays_there(tmp_path):
+    from worker.episodes import load_episode
+
+    body = "\n\n".join(f"Transcript paragraph {i}." for i in range(10))
+    path = tmp_path / "ep.txt"
+    path.write_text(f"Show\n\n1 Feb 2024\n\nIntro.\n\n{body}\n\nTopics\n- one\n- two\n\nThe end.\n")
+    ep = load_episode(path, LONDON)
+    assert ep.highlights == () and ep.transcript[-2:] == ("Topics - one - two", "The end.")
+    path.write_text("Show\n\n1 Feb 2024\n\nIntro.\n\nIn this episode:\n- one\n- 01:02 two\n\nTranscript.\n")
+    ep = load_episode(path, LONDON)
+    assert ep.highlights == ("one", "two") and ep.intro == ("Intro.",) and ep.transcript == ("Transcript.",)

@@ -32,6 +32,7 @@ _HIGHLIGHTS_HEADING = re.compile(
     r"|chapters|timestamps|key\s+(?:points|takeaways)|takeaways)\s*:?$",
     re.I,
 )
+MAX_HEAD_PARAS = 6  # paragraphs from the top in which a highlights list may start
 _TIMESTAMP = re.compile(r"^\(?(?:\d{1,2}:)?\d{1,2}:\d{2}\)?\s*[-–—:]?\s*")
 # "Online – register at <URL>": once the URL is the signup link, the words pointing at it go too.
 _CALL_TO_ACTION = re.compile(
@@ -173,10 +174,12 @@ def read_body(rest: list[Line], *, source: str, tz: tzinfo) -> Body:
 
 def take_highlights(rest: list[Line]) -> tuple[list[Line], tuple[str, ...]]:
     """A 'Highlights' (or 'In this episode', 'Topics', 'Chapters'…) heading followed by bulleted
-    lines, before any Links heading: (the lines without that block, the bullet texts with
-    bullets and timestamps removed). No such block: (rest, ())."""
+    lines, near the top: before any Links or event heading and within the first few paragraphs
+    (a list deep in the transcript stays there). Returns (the lines without that block, the
+    bullet texts with bullets and timestamps removed); no such block: (rest, ())."""
+    first_para = rest[0].para if rest else 0
     for i, ln in enumerate(rest):
-        if _LINKS_HEADING.match(ln.text):
+        if _LINKS_HEADING.match(ln.text) or _EVENT_HEADING.match(ln.text) or ln.para > first_para + MAX_HEAD_PARAS:
             break
         if not _HIGHLIGHTS_HEADING.match(ln.text):
             continue

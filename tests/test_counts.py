@@ -1,0 +1,82 @@
+"""Per-campaign counts kept by the database (migration 0005) agree with the rows, whatever
+writes them: publishing, claims, progress, failures, sweeps, resends, and plain SQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import text, update
+
+from worker.db import get_engine, session_factory, session_scope
+from worker.ledger import (
+    ProgressWriter,
+    claim_batch,
+    counts,
+    mark_permanent_failure,
+    mark_temporary_failure,
+    release_claim,
+    resend_uncertain,
+    sweep,
+)
+from worker.models import Delivery
+from worker.settings import get_settings
+
+from .test_ledger import make_campaign
+
+
+def counted(cid: int) -> dict[str, int]:
+    """What the rows say, counted the slow way."""
+    with session_scope() as s:
+        rows = s.execute(
+            text("SELECT status, count(*) FROM deliveries WHERE campaign_id = :c GROUP BY status"), {"c": cid}
+        ).all()
+    return {status: n for status, n in rows}
+
+
+def kept(cid: int) -> dict[str, int]:
+    """What the counts table says."""
+    with session_scope() as s:
+        rows = s.execute(
+            text("SELECT status, sum(n) FROM campaign_counts WHERE campaign_id = :c GROUP BY status"), {"c": cid}
+        ).all()
+    return {status: int(n) for status, n in rows if n}
+
+
+def test_counts_follow_every_writer(database, seed_path):
+    settings = get_settings()
+    cid = make_campaign(seed_path, 60)
+    assert kept(cid) == counted(cid) == {"queued": 60}
+    with session_factory()() as s:
+        rows = claim_batch(s, cid, "t1", 10)
+        assert kept(cid) == counted(cid)
+        progress = ProgressWriter(get_engine())
+        finished = None
+        for row in rows[:6]:
+            assert progress.start("t1", row.id, finished)()
+            finished = (row.id, f"<{row.id}@x>")
+        progress.sent("t1", *finished)
+        assert progress.start("t1", rows[6].id, None)()
+        mark_temporary_failure(s, "t1", rows[6].id, "451", 1, settings)
+        assert progress.start("t1", rows[7].id, None)()
+        mark_permanent_failure(s, "t1", rows[7].id, rows[7].subscriber_id, "550 no such user")
+        assert progress.start("t1", rows[8].id, None)()  # left 'sending': its worker "dies"
+        progress.close()
+        release_claim(s, "t1")  # rows[9] back to the queue
+        assert kept(cid) == counted(cid)
+        assert counted(cid)["sent"] == 6 and counted(cid)["sending"] == 1
+        # the sweeper: the in-flight row of a claim that is gone becomes uncertain
+        sweep(s, settings)
+        assert counted(cid).get("uncertain") == 1
+        assert kept(cid) == counted(cid)
+        assert resend_uncertain(s, cid) == 1
+        assert kept(cid) == counted(cid)
+        # and plain SQL, as an operator might write it
+        s.execute(
+            update(Delivery).where(Delivery.campaign_id == cid, Delivery.status == "queued").values(status="skipped")
+        )
+        s.commit()
+        assert kept(cid) == counted(cid)
+        s.execute(text("DELETE FROM deliveries WHERE campaign_id = :c AND status = 'skipped'"), {"c": cid})
+        s.commit()
+        assert kept(cid) == counted(cid)
+    with session_scope() as s:
+        reported = {k: v for k, v in counts(s, cid).items() if v}
+    assert reported == counted(cid)

@@ -9,15 +9,18 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import icalendar
 import pytest
 import yaml
 
 from worker.digest import build_digest, highlights_for, send_time
 from worker.digest.highlights import clean, segment
-from worker.episodes import Episode, Event, Speaker, load_episode
+from worker.episodes import Episode, Event, Link, Speaker, load_episode
 from worker.message import Recipient, compose
 
 
@@ -344,3 +347,159 @@ def test_empty_and_huge_transcripts(settings):
     hs = build_digest(episode(transcript=huge), settings).highlights
     assert time.perf_counter() - started < 5
     assert len(hs) <= 5 and len(set(hs)) == len(hs)
+
+
+# -- the banner and the calendar file: the same event, written two ways -----------------------
+
+
+def ics_event(data: bytes):  # noqa: ANN201
+    [ev] = icalendar.Calendar.from_ical(data).walk("VEVENT")
+    return ev
+
+
+def test_banner_and_ics_agree(settings):
+    ev = event(settings)
+    d = build_digest(episode(event=ev), settings, datetime(2024, 3, 1))
+    assert d.event.weekday_date == "Wednesday 20 March 2024"
+    assert d.event.time_range == "6pm – 9:30pm GMT"
+    assert d.event.venue == "The Pub, London" and d.event.speakers == ("Grace Hopper, Admiral",)
+    assert d.event.button_url == "https://tickets.example.com/s" and d.event.button_label == "Sign up for the event"
+    assert d.event.calendar_url == "https://news.example.org/episodes/episode-9/event.ics"
+    vevent = ics_event(d.ics)
+    assert vevent["DTSTART"].dt == datetime(2024, 3, 20, 18, 0, tzinfo=UTC)
+    assert vevent["DTEND"].dt == datetime(2024, 3, 20, 21, 30, tzinfo=UTC)
+    assert str(vevent["SUMMARY"]) == "Spring Social" and str(vevent["LOCATION"]) == "The Pub, London"
+    assert (
+        "Grace Hopper, Admiral" in str(vevent["DESCRIPTION"]) and str(vevent["URL"]) == "https://tickets.example.com/s"
+    )
+    assert str(vevent["UID"]) == "episode-9-event@news.example.org"
+    # deterministic: the same episode, the same bytes, whenever it is sent before the event
+    assert build_digest(episode(event=ev), settings, datetime(2024, 3, 2)).ics == d.ics
+
+
+def test_banner_times_in_the_events_own_zone(settings):
+    la = ZoneInfo("America/Los_Angeles")
+    ev = event(settings, starts=datetime(2024, 6, 1, 17, 0, tzinfo=la), ends=datetime(2024, 6, 1, 19, 0, tzinfo=la))
+    d = build_digest(episode(event=ev), settings, datetime(2024, 3, 1))
+    assert d.event.time_range == "5pm – 7pm PDT"  # not converted to NEWSLETTER_TIMEZONE
+    assert ics_event(d.ics)["DTSTART"].dt == datetime(2024, 6, 2, 0, 0, tzinfo=UTC)
+    # across the clock change (last Sunday of October, 2am BST -> 1am GMT), each end its own name
+    london = ZoneInfo("Europe/London")
+    night = event(
+        settings, starts=datetime(2024, 10, 26, 22, 0, tzinfo=london), ends=datetime(2024, 10, 27, 3, 0, tzinfo=london)
+    )
+    assert build_digest(episode(event=night), settings, datetime(2024, 3, 1)).event.time_range == (
+        "10pm BST – Sunday 27 October 2024, 3am GMT"
+    )
+
+
+def test_all_day_and_open_ended_events(settings):
+    day = event(settings, starts=datetime(2024, 3, 20, tzinfo=settings.tz), ends=None, all_day=True)
+    d = build_digest(episode(event=day), settings, datetime(2024, 3, 1))
+    assert d.event.time_range == "" and d.event.weekday_date == "Wednesday 20 March 2024"
+    vevent = ics_event(d.ics)
+    assert vevent["DTSTART"].dt == date(2024, 3, 20) and vevent["DTEND"].dt == date(2024, 3, 21)
+    open_ended = event(settings, ends=None)
+    d = build_digest(episode(event=open_ended), settings, datetime(2024, 3, 1))
+    assert d.event.time_range == "6pm GMT"
+    assert ics_event(d.ics)["DTEND"].dt == datetime(2024, 3, 20, 20, 0, tzinfo=UTC)  # two hours, as `finishes`
+
+
+def test_compact_banner(settings):
+    speakers = tuple(
+        Speaker(f"Speaker {i}", "Head of Things, Some Very Long Organisation Name Limited, London, United Kingdom")
+        for i in range(8)
+    )
+    description = ("One short line about the evening. Then a second sentence that the banner leaves out.", "More.")
+    d = build_digest(
+        episode(event=event(settings, speakers=speakers, description=description)), settings, datetime(2024, 3, 1)
+    )
+    assert len(d.event.speakers) == 5 and d.event.more_speakers == 3
+    assert all(len(line) <= 72 for line in d.event.speakers)
+    # a long role loses its last parts first
+    assert d.event.speakers[0].startswith("Speaker 0, Head of Things") and "London" not in d.event.speakers[0]
+    assert d.event.description == "One short line about the evening."
+    html, text = compose(
+        episode(event=event(settings, speakers=speakers, description=description)), settings, datetime(2024, 3, 1)
+    ).personalised(Recipient("r@example.org"))
+    assert "and 3 more" in html and "- and 3 more" in text
+    assert "Then a second sentence" not in html
+
+
+# -- the rest of the email ---------------------------------------------------------------------
+
+
+def test_intro_ending_in_a_colon_leads_into_the_highlights(settings, seed_path):
+    ep = load_episode(seed_path, settings.tz)
+    assert ep.intro[-1].rstrip().endswith(":")
+    d = build_digest(ep, settings, datetime(2023, 11, 23, 9))
+    assert d.lead_in and d.highlights
+    html, text = compose(ep, settings, datetime(2023, 11, 23, 9)).personalised(Recipient("r@example.org"))
+    # what the colon announces comes right after it: the highlights, before the event banner
+    after_colon = html[html.index("for November:") :]
+    assert after_colon.index("<ul") < after_colon.index('id="event"')
+    assert "Highlights from this episode" not in html
+    assert text.index("for November:") < text.index("* ") < text.index("PRODUCT PANEL EVENT")
+    # no highlights to announce: the colon becomes a full stop
+    bare = replace(ep, transcript=())
+    d = build_digest(bare, settings, datetime(2023, 11, 23, 9))
+    assert not d.lead_in and d.intro[-1].endswith("November.")
+
+
+def test_footer_names_the_list_once_and_view_in_browser_is_the_web_copy(settings, seed_path):
+    ep = load_episode(seed_path, settings.tz)
+    html, text = compose(ep, settings).personalised(Recipient("r@example.org"))
+    footer_html = html[html.index("You are receiving this") :]
+    footer_text = text[text.index("You are receiving this") :]
+    name = settings.list_name
+    assert name in settings.sender_postal  # the configured postal line repeats it
+    assert footer_html.count(name) == 1 and footer_text.count(name) == 1
+    assert "3 Sutton Lane" in footer_html and "3 Sutton Lane" in footer_text
+    view = re.search(r'href="([^"]+)"[^>]*>View this email in your browser', html).group(1)
+    assert view == f"{settings.base_url}/episodes/{ep.slug}/email"
+
+
+def worst_case_episode(settings, script: str) -> Episode:
+    """Every field at the model's bounds (issue 11), in a script that costs 3 bytes a character."""
+
+    def txt(n: int) -> str:
+        return (script * n)[:n]
+
+    ev = Event(
+        title=txt(300),
+        starts=datetime(2030, 1, 1, 18, tzinfo=settings.tz),
+        ends=datetime(2030, 1, 1, 21, tzinfo=settings.tz),
+        venue=txt(500),
+        signup_url="https://t.example.com/" + "a" * 1900,
+        description=tuple(txt(1000) for _ in range(5)),
+        speakers=tuple(Speaker(txt(120), txt(240)) for _ in range(30)),
+        banner_image="https://cdn.example.com/" + "b" * 1900,
+        banner_alt=txt(500),
+        heading=txt(100),
+    )
+    links = tuple(Link(title=txt(500), url=f"https://example.com/{i}/" + "c" * 1990) for i in range(200))
+    sentence = (script * 6).strip() + ". "
+    return episode(
+        title=txt(300),
+        summary=txt(1000),
+        intro=tuple(txt(1000) for _ in range(5)),
+        event=ev,
+        links=links,
+        transcript=tuple((sentence * 40)[:5000] for _ in range(600)),
+        audio_url="https://cdn.example.com/" + "d" * 1900,
+        episode_url="https://e.example.com/" + "e" * 1900,
+    )
+
+
+@pytest.mark.parametrize(
+    "script", ["漢字かな交じり文 ", "Ünïcödé wörds ", "plain ascii words "], ids=["cjk", "latin", "ascii"]
+)
+def test_every_email_stays_under_60_kb_whatever_the_input(settings, script):
+    ep = worst_case_episode(settings, script)
+    for name in ("digest", "test"):
+        template = compose(ep, settings, datetime(2029, 1, 1), name=name, extra={})
+        message, _ = template.build(Recipient("a" * 60 + "@" + "b" * 60 + ".example.org", "Ö" * 100))
+        assert len(message) < 60_000, (name, len(message))
+        html, text = template.personalised(Recipient("r@example.org"))
+        assert "View this email in your browser" in html and "Unsubscribe" in text  # the skeleton stays
+    assert len(template.ics) < 8_000

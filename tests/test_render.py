@@ -398,3 +398,25 @@ def test_premailer_runs_once_per_episode(settings, seed_path, monkeypatch):
     bodies = {template.build(Recipient(f"r{i}@example.org", f"Name{i}"))[0] for i in range(50)}
     assert len(calls) == 1
     assert len(bodies) == 50
+
+
+def test_banner_stands_apart_from_the_cards_in_both_schemes():
+    """In dark mode the banner was #0c2236 on cards of #1b2128: nearly the same."""
+    for palette in (LIGHT, DARK):
+        assert contrast(palette["banner"], palette["card"]) >= 1.5, palette
+        assert contrast(palette["banner"], palette["page"]) >= 1.5, palette
+
+
+def test_buttons_are_never_underlined_and_headings_have_a_sensible_line_height(sample_html, image_html):
+    for html in (sample_html, image_html):
+        root = doc(html)
+        buttons = root.xpath("//a[contains(@class, 'button-a')]")
+        assert buttons
+        for a in buttons:
+            assert _declarations(a.get("style"))["text-decoration"] == "none"
+        headings = list(root.iter("h1", "h2", "h3"))
+        assert headings
+        for h in headings:
+            decl = _declarations(h.get("style"))
+            ratio = float(decl["line-height"].rstrip("px")) / float(decl["font-size"].rstrip("px"))
+            assert 1.1 <= ratio <= 1.35, (h.text_content()[:30], ratio)

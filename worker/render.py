@@ -7,6 +7,7 @@ recipient by joining pre-split segments, with no template engine involved.
 
 from __future__ import annotations
 
+import binascii
 import html
 import logging
 import re
@@ -19,7 +20,7 @@ import premailer
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup
 
-from .digest import Digest
+from .digest import Digest, smaller
 from .templating import TemplateFiles
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ DARK = {
     "text": "#e8ecf1",
     "muted": "#b4bec9",
     "link": "#8ab4f8",
-    "banner": "#0c2236",
+    "banner": "#1a4a7a",
     "banner_text": "#ffffff",
     "banner_accent": "#ffd166",
     "button": "#8ab4f8",
@@ -155,7 +156,39 @@ class _Tokens:
         return Markup(f"NL{self._nonce}{name}X")
 
 
-def render_email(digest: Digest, templates_dir: Path, name: str = "digest", extra: dict | None = None) -> RenderedEmail:
+# Bytes the two encoded text parts (HTML and plain text, quoted-printable) may take together.
+# What else a message carries stays under 14 KB: headers, the calendar part (its fields are
+# bounded in worker.digest.event, under 8 KB base64) and the recipient's own values. So every email stays under
+# 60 KB, far below Gmail's ~102 KB clipping, whatever the episode holds.
+PARTS_BUDGET = 46_000
+
+
+def encoded_size(rendered: RenderedEmail) -> int:
+    """Bytes of the HTML and text parts once quoted-printable encoded (as worker.message does)."""
+    return sum(len(binascii.b2a_qp(t.encode("utf-8"), istext=True)) for t in (rendered.html, rendered.text))
+
+
+def render_email(
+    digest: Digest, templates_dir: Path, name: str = "digest", extra: dict | None = None, budget: int = PARTS_BUDGET
+) -> RenderedEmail:
+    """The digest as an inlined HTML email and its plain-text twin, with placeholder tokens for
+    the recipient's values (see `Personaliser`).
+
+    The encoded parts stay within `budget` bytes: when they would not, the digest is shortened
+    step by step (`worker.digest.smaller`: links first, to the web page) and rendered again;
+    the usual episode renders once. Raises jinja2's TemplateNotFound for a missing template.
+    """
+    rendered = _render(digest, templates_dir, name, extra)
+    while encoded_size(rendered) > budget:
+        shorter = smaller(digest)
+        if shorter is None:
+            break  # the skeleton alone: bounded by the templates, tested far below the budget
+        digest = shorter
+        rendered = _render(digest, templates_dir, name, extra)
+    return rendered
+
+
+def _render(digest: Digest, templates_dir: Path, name: str, extra: dict | None) -> RenderedEmail:
     nonce = secrets.token_hex(8)
     env = _environment(Path(templates_dir))
     ep = digest.episode
@@ -165,11 +198,13 @@ def render_email(digest: Digest, templates_dir: Path, name: str = "digest", extr
         "episode": ep,
         "episode_date": f"{ep.date.day} {ep.date.strftime('%B %Y')}",
         "intro": digest.intro,
+        "lead_in": digest.lead_in,
         "event": digest.event,
         "highlights": digest.highlights,
         "links": digest.links,
         "more_links": digest.more_links,
         "web_url": digest.web_url,
+        "email_url": digest.email_url,
         "listen_url": digest.listen_url,
         "list_name": digest.list_name,
         "sender_postal": digest.sender_postal,

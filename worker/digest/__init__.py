@@ -5,51 +5,53 @@ Nothing here knows about HTML; `worker.render` turns a Digest into the email.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-import icalendar
-
-from ..episodes import Episode, Event, Link
+from ..episodes import Episode, Link
 from ..settings import Settings
 from ..text import clean_line, safe_url
+from .event import EventBanner, banner, event_ics, shorten
 from .highlights import HIGHLIGHT_MAX_CHARS, pick
 
+# Bounds on every part of the email, so it stays under 60 KB whatever the episode holds (Gmail
+# clips at ~102 KB); the web page shows everything. Characters, not bytes.
 PREHEADER_MAX = 150
+SUBJECT_MAX = 150
+MAX_INTRO_PARAGRAPHS = 3
+INTRO_PARAGRAPH_CHARS = 600
 MAX_HIGHLIGHTS = 5
-# The summary reads at most this much of a transcript (the web page shows all of it): a bound
-# on time, not on what the email can say; the sample is 27 paragraphs, 13 KB.
+MAX_EMAIL_LINKS = 40
+LINK_TITLE_CHARS = 120
+LINKS_BUDGET = 12_000  # characters of link titles and URLs together; the rest: "N more links"
+URL_MAX = 2000  # a longer URL is left to the web page
+POSTAL_CHARS = 300
+# The summary reads at most this much of a transcript: a bound on time, not on what the email
+# says; the sample is 27 paragraphs, 13 KB.
 MAX_PARAGRAPHS = 400
 MAX_PARAGRAPH_CHARS = 5000
-MAX_EMAIL_LINKS = 40  # the rest are on the web version; keeps every email far below Gmail's clip
-
-
-@dataclass(frozen=True)
-class EventBanner:
-    title: str
-    weekday_date: str  # "Wednesday 29 November 2023"
-    time_range: str  # "5:30pm – 7:30pm GMT" ('' for an all-day event)
-    venue: str
-    speakers: tuple[tuple[str, str], ...]
-    description: tuple[str, ...]
-    button_url: str
-    button_label: str
-    calendar_url: str
-    image_url: str
-    image_alt: str
-    heading: str
 
 
 @dataclass(frozen=True)
 class Digest:
+    """What the email says, every field bounded (see the constants above).
+
+    `intro` is paragraphs; `lead_in` is True when the intro's last paragraph ends with a colon
+    that introduces the highlights (the template puts them right after it); `more_links` counts
+    the links left to the web page; `ics` is the calendar file's bytes (None without an event);
+    `sender_postal` is the postal line without a repeat of the list's name.
+    """
+
     episode: Episode
     subject: str
     preheader: str
     intro: tuple[str, ...]
+    lead_in: bool
     highlights: tuple[str, ...]
     links: tuple[Link, ...]
     more_links: int
     web_url: str
+    email_url: str  # the web copy of this email ("View this email in your browser")
     listen_url: str
     event: EventBanner | None
     ics: bytes | None
@@ -79,26 +81,115 @@ def build_digest(episode: Episode, settings: Settings, as_of: datetime | None = 
     as_of = send_time(settings, as_of)
     web_url = f"{settings.base_url}/episodes/{episode.slug}"
     event = episode.event if episode.event and episode.event.finishes > as_of else None
-    links = tuple(lk for lk in episode.links if safe_url(lk.url))
+    links, more_links = email_links(episode.links)
+    highlights = highlights_for(episode)
+    intro, lead_in = intro_for(episode, bool(highlights))
     return Digest(
         episode=episode,
         subject=subject_for(episode),
         preheader=preheader_for(episode),
-        intro=tuple(p for p in episode.intro if p)[:3],
-        highlights=highlights_for(episode),
-        links=links[:MAX_EMAIL_LINKS],
-        more_links=max(0, len(links) - MAX_EMAIL_LINKS),
+        intro=intro,
+        lead_in=lead_in,
+        highlights=highlights,
+        links=links,
+        more_links=more_links,
         web_url=web_url,
-        listen_url=episode.audio_url or episode.episode_url or web_url,
-        event=_banner(event, episode, settings, web_url) if event else None,
+        email_url=f"{web_url}/email",
+        listen_url=_url(episode.audio_url) or _url(episode.episode_url) or web_url,
+        event=banner(event, web_url) if event else None,
         ics=event_ics(event, episode, settings, web_url) if event else None,
         list_name=settings.list_name,
-        sender_postal=settings.sender_postal,
+        sender_postal=postal_line(settings.sender_postal, settings.list_name),
     )
 
 
+def smaller(digest: Digest) -> Digest | None:
+    """The same digest one step shorter, or None when nothing is left to shorten.
+
+    `worker.render` calls it until the encoded email fits its byte budget: the bounds above are
+    in characters, and text in a non-Latin script costs up to 9 bytes a character once
+    quoted-printable. The order keeps what matters most longest: links go first (to the web
+    page), then the intro, the speakers and description, the highlights, and last the subject.
+    """
+    d = digest
+    if d.links:
+        keep = len(d.links) // 2
+        return replace(d, links=d.links[:keep], more_links=d.more_links + len(d.links) - keep)
+    if sum(len(p) for p in d.intro) > 300:
+        return replace(d, intro=(shorten(d.intro[0], 300),), lead_in=False)
+    if d.event and (d.event.speakers or d.event.description or len(d.event.venue) > 100):
+        ev = d.event
+        return replace(
+            d,
+            event=replace(
+                ev,
+                speakers=(),
+                more_speakers=ev.more_speakers + len(ev.speakers),
+                description="",
+                venue=shorten(ev.venue, 100),
+            ),
+        )
+    if len(d.highlights) > 3:
+        return replace(d, highlights=d.highlights[:3])
+    if any(len(h) > 160 for h in d.highlights):
+        return replace(d, highlights=tuple(shorten(h, 160) for h in d.highlights))
+    if d.highlights:
+        return replace(d, highlights=(), lead_in=False)
+    if len(d.subject) > 80 or len(d.preheader) > 80 or (d.event and len(d.event.title) > 80):
+        event = (
+            replace(d.event, title=shorten(d.event.title, 80), image_alt=shorten(d.event.image_alt, 80))
+            if d.event
+            else None
+        )
+        return replace(d, subject=shorten(d.subject, 80), preheader=shorten(d.preheader, 80), event=event)
+    return None
+
+
+def _url(url: str) -> str:
+    return url if url and len(url) <= URL_MAX and safe_url(url) else ""
+
+
+def email_links(links: tuple[Link, ...]) -> tuple[tuple[Link, ...], int]:
+    """(the links the email shows, how many more are on the web page): safe URLs only, at most
+    MAX_EMAIL_LINKS and LINKS_BUDGET characters, titles shortened."""
+    usable = [lk for lk in links if _url(lk.url)]
+    shown: list[Link] = []
+    used = 0
+    for lk in usable[:MAX_EMAIL_LINKS]:
+        title = shorten(lk.title or lk.url, LINK_TITLE_CHARS)
+        used += len(title) + len(lk.url)
+        if used > LINKS_BUDGET:
+            break
+        shown.append(Link(title=title, url=lk.url))
+    return tuple(shown), len(usable) - len(shown)
+
+
+def intro_for(episode: Episode, has_highlights: bool) -> tuple[tuple[str, ...], bool]:
+    """(intro paragraphs, lead_in). An intro ending in a colon ("…to reflect on for November:")
+    announces what follows: the highlights, which the template then puts right after it; with
+    no highlights to follow, the colon becomes a full stop."""
+    paras = [shorten(p, INTRO_PARAGRAPH_CHARS) for p in episode.intro if p.strip()][:MAX_INTRO_PARAGRAPHS]
+    if not paras or not paras[-1].endswith(":"):
+        return tuple(paras), False
+    if has_highlights:
+        return tuple(paras), True
+    paras[-1] = paras[-1].rstrip(" :") + "."
+    return tuple(paras), False
+
+
+def postal_line(postal: str, list_name: str) -> str:
+    """The sender's postal line, without the list's name when it opens the line (the footer
+    already names the list once)."""
+    line = clean_line(postal)
+    name = clean_line(list_name)
+    if name and line.lower().startswith(name.lower()):
+        line = line[len(name) :].lstrip(" ·,-–—|:")
+    return shorten(line, POSTAL_CHARS)
+
+
 def subject_for(episode: Episode) -> str:
-    return clean_line(episode.title)[:150]
+    """The episode's title on one line, at most SUBJECT_MAX characters."""
+    return shorten(episode.title, SUBJECT_MAX)
 
 
 def preheader_for(episode: Episode) -> str:
@@ -107,6 +198,7 @@ def preheader_for(episode: Episode) -> str:
 
 
 def truncate_words(text: str, limit: int) -> str:
+    """`text` without trailing punctuation, cut at a word with "…" when over `limit` characters."""
     text = text.rstrip(" :;,")
     if len(text) <= limit:
         return text
@@ -139,67 +231,3 @@ def highlights_for(episode: Episode, k: int = MAX_HIGHLIGHTS) -> tuple[str, ...]
         avoid=frozenset(a for a in avoid if a),
         k=k,
     )
-
-
-# -- the event banner and its calendar file -------------------------------------------------
-
-
-def _fmt_time(dt: datetime) -> str:
-    hour = dt.hour % 12 or 12
-    return f"{hour}{dt.strftime(':%M') if dt.minute else ''}{'am' if dt.hour < 12 else 'pm'}"
-
-
-def _banner(event: Event, episode: Episode, settings: Settings, web_url: str) -> EventBanner:
-    starts = event.starts.astimezone(settings.tz) if event.starts.tzinfo else event.starts
-    weekday_date = f"{starts.strftime('%A')} {starts.day} {starts.strftime('%B %Y')}"
-    if event.all_day:
-        time_range = ""
-    elif event.ends:
-        ends = event.ends.astimezone(settings.tz)
-        time_range = f"{_fmt_time(starts)} – {_fmt_time(ends)} {starts.strftime('%Z')}"
-    else:
-        time_range = f"{_fmt_time(starts)} {starts.strftime('%Z')}"
-    button_url = event.signup_url or f"{web_url}#event"
-    return EventBanner(
-        title=event.title,
-        weekday_date=weekday_date,
-        time_range=time_range.strip(),
-        venue=event.venue,
-        speakers=tuple((s.name, s.role) for s in event.speakers),
-        description=event.description[:2],
-        button_url=button_url,
-        button_label="Sign up for the event" if event.signup_url else "Event details",
-        calendar_url=f"{web_url}/event.ics",
-        image_url=event.banner_image,
-        image_alt=event.banner_alt or event.title,
-        heading=event.heading or "Upcoming event",
-    )
-
-
-def event_ics(event: Event, episode: Episode, settings: Settings, web_url: str) -> bytes:
-    """An iCalendar file for the event. Deterministic (DTSTAMP is the episode date), so the same
-    episode always gives the same bytes."""
-    cal = icalendar.Calendar()
-    cal.add("prodid", f"-//{settings.list_name}//newsletter-worker//EN")
-    cal.add("version", "2.0")
-    cal.add("method", "PUBLISH")
-    ev = icalendar.Event()
-    ev.add("uid", f"{episode.slug}-event@{settings.sender_domain}")
-    ev.add("dtstamp", datetime.combine(episode.date, datetime.min.time(), UTC))
-    if event.all_day:
-        ev.add("dtstart", event.starts.date())
-        ev.add("dtend", (event.ends or event.starts + timedelta(days=1)).date())
-    else:
-        ev.add("dtstart", event.starts.astimezone(UTC))
-        ev.add("dtend", event.finishes.astimezone(UTC))
-    ev.add("summary", event.title)
-    if event.venue:
-        ev.add("location", event.venue)
-    desc = list(event.description)
-    if event.speakers:
-        desc.append("Speakers: " + "; ".join(f"{s.name}, {s.role}".strip(", ") for s in event.speakers))
-    desc.append(event.signup_url or web_url)
-    ev.add("description", "\n\n".join(desc))
-    ev.add("url", event.signup_url or web_url)
-    cal.add_component(ev)
-    return cal.to_ical()

@@ -97,6 +97,11 @@ def test_unknown_or_ambiguous_zone_is_an_error_naming_the_line(tmp_path, when, n
     assert needle in str(info.value) and f"{path}: line 11:" in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["The Midday Meetup", "Midnight Snacks and Data", "Noon"])
+def test_clock_words_in_a_title_are_not_times(text):
+    assert parse_time_range(text) is None
+
+
 @pytest.mark.parametrize("when", ["6pm – 8pm TBC", "6pm – 8pm (RSVP)", "6pm – 8pm AT THE HALL"])
 def test_capitals_that_are_not_zones_are_not_read_as_zones(tmp_path, when):
     ev = event(tmp_path, when)

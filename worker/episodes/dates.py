@@ -42,7 +42,27 @@ _DATE_IN = re.compile(
 )
 
 _TIME = r"(\d{1,2})(?:[.:](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?"
-_TIME_RANGE = re.compile(rf"(?<![\d.:]){_TIME}\s*(?:–|—|-|to|until)\s*{_TIME}", re.I)
+_TIME_RANGE = re.compile(rf"(?<![\d.:]){_TIME}\s*(?:–|—|-|to|until|till|til)\s*{_TIME}", re.I)
+# Words for 12 o'clock, read as the clock reading they stand for, where they are a time: after
+# '12', 'at' or 'from', or next to a range's dash ('The Midday Meetup' stays a title).
+_SEP = r"(?:–|—|-|\bto|\buntil|\btill?)"
+_CLOCK_WORD = re.compile(
+    rf"\b12(?:[.:]00)?\s*(?P<a>noon|midday|midnight)\b"
+    rf"|\b(?P<b>noon|midday|midnight)(?=\s*{_SEP}\s*\d)"
+    rf"|(?:(?<=–)|(?<=—)|(?<=-)|(?<=\bto )|(?<=\buntil )|(?<=\btill )|(?<=\btil )|(?<=\bat )|(?<=\bfrom ))"
+    rf"\s*(?P<c>noon|midday|midnight)\b",
+    re.I,
+)
+
+
+def _clock_words(text: str) -> str:
+    def clock(m: re.Match) -> str:
+        word = (m["a"] or m["b"] or m["c"]).lower()
+        return "12am" if word == "midnight" else "12pm"
+
+    return _CLOCK_WORD.sub(clock, text)
+
+
 _ONE_TIME = re.compile(rf"(?:^|\b(?:at|from)\s+){_TIME}\b", re.I)
 
 
@@ -140,8 +160,8 @@ def parse_time_span(text: str) -> TimeSpan | None:
     """The time range ('5.30pm – 7.30pm', '18:00-20:00', '6 to 8pm', '9am – 10.30am MDT') or
     lone time ('at 6.30pm BST') on a line, with the zone written after it; None when the line
     holds no time. Raises ZoneError (a ValueError) when the zone written is unknown or
-    ambiguous."""
-    text = clean_line(text)
+    ambiguous. 'noon'/'midday' read as 12pm and 'midnight' as 12am."""
+    text = _clock_words(clean_line(text))
     m = _TIME_RANGE.search(text)
     if m and (m[3] or m[6] or m[2] or m[5]):
         pair = _pair(_clock(m[1], m[2], m[3]), _clock(m[4], m[5], m[6]))

@@ -322,21 +322,17 @@ def test_event_plug_and_speakers_are_never_highlights(settings):
 
 def test_editor_highlights_win_and_are_bounded(settings):
     edited = ("Paris: bikes overtake cars", "  Night trains  return\n", "", "x" * 1000, "four", "five", "six")
-    ep = episode()
-    object.__setattr__(ep, "highlights", edited) if hasattr(ep, "highlights") else None
-    hs = highlights_for(ep if hasattr(ep, "highlights") else _with_highlights(ep, edited))
+    hs = highlights_for(replace(episode(), highlights=edited))
     assert hs[:2] == ("Paris: bikes overtake cars", "Night trains return")
     assert len(hs) == 5 and all(len(h) <= 320 for h in hs) and hs[2].endswith("…")
 
 
-def _with_highlights(ep: Episode, edited: tuple[str, ...]):  # noqa: ANN202
-    """Until the model carries `highlights`, a stand-in with the attribute."""
-
-    class WithHighlights:
-        def __getattr__(self, name):  # noqa: ANN001, ANN204
-            return edited if name == "highlights" else getattr(ep, name)
-
-    return WithHighlights()
+def test_front_matter_highlights_reach_the_email(settings):
+    ep = load_episode(FIXTURES / "front-matter-event.md", settings.tz)
+    assert ep.highlights
+    html, text = compose(ep, settings).personalised(Recipient("r@example.org"))
+    for h in ep.highlights:
+        assert h in html and h in text
 
 
 def test_empty_and_huge_transcripts(settings):

@@ -178,7 +178,8 @@ def _name_runs(sentence: str) -> list[tuple[int, str]]:
     """(position, name) for each run of capitalised words: "Greater Manchester", "MHRA"."""
     runs: list[tuple[int, str]] = []
     words = sentence.split()
-    pos, run = 0, []
+    pos = 0
+    run: list[str] = []
     for i, raw in enumerate(words + [""]):
         word = raw.strip("\"“”‘’'(),.:;!?")
         if word and _CAPITALISED.fullmatch(word) and stem(word) not in _NOT_NAMES:
@@ -197,7 +198,7 @@ def _name_runs(sentence: str) -> list[tuple[int, str]]:
 
 def known_names(paragraphs: tuple[str, ...]) -> set[str]:
     """Names written capitalised somewhere other than at the start of a sentence."""
-    names = set()
+    names: set[str] = set()
     for para in paragraphs:
         for sent in _SENTENCE.split(para):
             names.update(name for pos, name in _name_runs(sent.strip()) if pos > 0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .csv_input import SAVE_AS, read_table
 from .errors import InputError, NotFound
 from .models import Subscriber, SubscriberStatus, utcnow
 from .subscriptions import Actor, erased, transition
@@ -44,10 +45,16 @@ def normalise_email(value: str, *, where: str | None = None) -> str:
     return result.normalized
 
 
+# Beyond `text.clean_line`: C1 controls (from bytes read as Latin-1), line and paragraph
+# separators, and bidirectional overrides, which could reorder what a header displays.
+_NAME_BREAKS = re.compile(r"[\u0085\u2028\u2029]")
+_NAME_DROP = re.compile(r"[\u0080-\u0084\u0086-\u009f\u202a-\u202e\u2066-\u2069]")
+
+
 def clean_name(value: str) -> str:
-    """One line, no control characters. A leading = + - @ is kept but can never act as a
-    spreadsheet formula on export (see `export_cell`)."""
-    return one_line(value or "", 200)
+    """One line of at most 200 characters, no control characters. A leading = + - @ is kept
+    but can never act as a spreadsheet formula on export (see `export_cell`)."""
+    return one_line(_NAME_DROP.sub("", _NAME_BREAKS.sub(" ", value or "")), 200)
 
 
 def export_cell(value: str) -> str:
@@ -68,6 +75,9 @@ class ImportReport:
     statuses: dict[str, str] = field(default_factory=dict)
     # lower-cased addresses added as pending: they are due a confirmation email
     pending: list[str] = field(default_factory=list)
+    # one-line notes on how the file was read (an encoding guessed, stray quotes)
+    warnings: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
 
     @property
     def good(self) -> int:
@@ -75,8 +85,15 @@ class ImportReport:
 
 
 def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str, str]], ImportReport]:
-    """Parse and validate; returns the good rows (line, email, name) and the report of bad ones.
-    Raises InputError only when the file as a whole is unusable."""
+    """Parse and validate a subscriber file; returns the good rows (line, email, name) and the
+    report (bad rows by line, warnings). Reads what spreadsheets and mail tools save (see
+    `worker.csv_input`); columns by header: an address column (`email`, `E-mail Address`,
+    `Email Address`…), a name (`name`, `Full Name`, or `First Name` + `Last Name`) and `status`.
+    A file with no header whose first row holds an address is read as address[, name] rows.
+    A row is refused only for its address or status, never for its name.
+
+    Raises InputError only when the file as a whole is unusable (unreadable, binary, empty,
+    no address column)."""
     src = str(path)
     if data is None:
         try:
@@ -85,54 +102,28 @@ def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read the file ({exc.strerror})", source=src) from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"\x00" in data[:4096]:
-        raise InputError("this is a binary file, not CSV", source=src)
-    # surrogateescape keeps undecodable bytes in place, so only the rows holding them are refused.
-    text = data.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    report = ImportReport()
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError("the file is empty", source=src) from None
-    except csv.Error as exc:
-        raise InputError(f"the header row is not valid CSV ({exc})", source=src, line=1) from None
-    columns = [h.strip().lower() for h in header]
-    if "email" not in columns:
-        raise InputError(
-            f"the header row has no 'email' column (found: {', '.join(columns)[:200]})", source=src, line=1
-        )
-    email_col = columns.index("email")
-    name_col = columns.index("name") if "name" in columns else None
-    status_col = columns.index("status") if "status" in columns else None
+    table = read_table(data, src, lambda cells: _columns(cells) is not None)
+    report = ImportReport(warnings=list(table.warnings), encoding=table.encoding)
+    first_line, header = table.rows[0]
+    cols = _columns(header)
+    if cols is None:
+        found = ", ".join(h.strip() for h in header)[:200]
+        raise InputError(f"the header row has no 'email' column (found: {found})", source=src, line=first_line)
+    body = table.rows if cols.headerless else table.rows[1:]
     rows: list[tuple[int, str, str]] = []
     seen: set[str] = set()
-    while True:
-        line = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            report.bad.append((line, f"not valid CSV ({exc})"))
-            # strict mode stops at a broken quote; carry on with the next physical line
-            reader = _resume(text, reader.line_num)
-            continue
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        raw = row[email_col] if email_col < len(row) else ""
-        name = row[name_col] if name_col is not None and name_col < len(row) else ""
-        if _has_bad_bytes(raw) or _has_bad_bytes(name):
-            report.bad.append((line, "not valid UTF-8"))
-            continue
+    width = len(header)
+    for line, cells in body:
+        display, raw = _split_address(_cell(cells, cols.email))
         try:
             email = normalise_email(raw)
         except InputError as exc:
-            report.bad.append((line, exc.message))
-            continue
-        status = row[status_col].strip().lower() if status_col is not None and status_col < len(row) else ""
+            shifted = _shifted(cells, width, cols, table.delimiter)
+            if shifted is None:
+                report.bad.append((line, exc.message))
+                continue
+            email, cells = shifted
+        status = _cell(cells, cols.status).strip().lower()
         if status and status not in IMPORTABLE:
             report.bad.append((line, f"status {status[:40]!r} is not one of {', '.join(IMPORTABLE)}"))
             continue
@@ -143,32 +134,95 @@ def read_csv(path: Path, data: bytes | None = None) -> tuple[list[tuple[int, str
         seen.add(key)
         if status:
             report.statuses[key] = status
-        rows.append((line, email, clean_name(_unneutralise(name))))
+        name = " ".join(_unneutralise(_cell(cells, c).strip()) for c in cols.name) or display
+        rows.append((line, email, clean_name(name)))
     return rows, report
 
 
-class _Resumed:
-    """A csv reader restarted after a broken row, keeping line numbers of the original file."""
-
-    def __init__(self, text: str, skip_lines: int):
-        lines = text.splitlines(keepends=True)
-        self._offset = skip_lines
-        self._reader = csv.reader(io.StringIO("".join(lines[skip_lines:]), newline=""), strict=True)
-
-    @property
-    def line_num(self) -> int:
-        return self._offset + self._reader.line_num
-
-    def __next__(self):  # noqa: ANN204
-        return next(self._reader)
+@dataclass(frozen=True)
+class _Columns:
+    email: int
+    name: tuple[int, ...]  # one column, or first + last name
+    status: int | None
+    headerless: bool = False
 
 
-def _resume(text: str, line_num: int) -> _Resumed:
-    return _Resumed(text, line_num)
+_EMAIL_HEADER = re.compile(r"(e ?mail|mail)( address)?( 1)?( value| address)?|email addr|primary email")
+_NAME_HEADERS = ("name", "full name", "display name", "subscriber name", "contact name")
+_FIRST_HEADERS = ("first name", "firstname", "given name", "fname", "first")
+_LAST_HEADERS = ("last name", "lastname", "surname", "family name", "lname", "last")
 
 
-def _has_bad_bytes(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+def _columns(header: list[str]) -> _Columns | None:
+    """Where the address, name and status are, from a header row (or a first data row)."""
+    norm = [re.sub(r"[\s_\-]+", " ", h.strip().strip('"').lower()).strip() for h in header]
+
+    def find(names: tuple[str, ...]) -> int | None:
+        return next((i for i, h in enumerate(norm) if h in names), None)
+
+    email = next((i for i, h in enumerate(norm) if _EMAIL_HEADER.fullmatch(h)), None)
+    if email is None:
+        # No header: a first row whose cell is an address is data (address[, name]).
+        for i, cell in enumerate(header):
+            try:
+                normalise_email(_split_address(cell)[1])
+            except InputError:
+                continue
+            others = [j for j in range(len(header)) if j != i]
+            return _Columns(email=i, name=tuple(others[:1]), status=None, headerless=True)
+        return None
+    full = find(_NAME_HEADERS)
+    first, last = find(_FIRST_HEADERS), find(_LAST_HEADERS)
+    if full is not None:
+        name: tuple[int, ...] = (full,)
+    else:
+        name = tuple(i for i in (first, last) if i is not None)
+    return _Columns(email=email, name=name, status=find(("status",)))
+
+
+def _shifted(cells: list[str], width: int, cols: _Columns, delimiter: str) -> tuple[str, list[str]] | None:
+    """A row with more cells than the header because a name held an unquoted separator
+    (`Fay, Jr.,fay@example.com`): when exactly one cell is an address, that is the address and
+    the extra cells go back into the name. None when the row cannot be read that way."""
+    extra = len(cells) - width
+    if extra <= 0 or len(cols.name) != 1:
+        return None
+    found = []
+    for i, cell in enumerate(cells):
+        try:
+            found.append((i, normalise_email(_split_address(cell)[1])))
+        except InputError:
+            continue
+    if len(found) != 1 or found[0][0] != cols.email + (extra if cols.name[0] < cols.email else 0):
+        return None
+    at = cols.name[0]
+    merged = cells[:at] + [delimiter.join(cells[at : at + extra + 1])] + cells[at + extra + 1 :]
+    return found[0][1], merged
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index] if index is not None and index < len(cells) else ""
+
+
+def _split_address(value: str) -> tuple[str, str]:
+    """`Ada Lovelace <ada@example.com>` or `mailto:ada@example.com` -> (display name, address)."""
+    value = value.strip()
+    if "<" in value and value.endswith(">"):
+        display, addr = parseaddr(value)
+        if addr:
+            return display, addr
+    return "", value.removeprefix("mailto:").strip()
+
+
+def import_advice(report: ImportReport) -> str:
+    """What to tell a person whose file had rejected rows (one line), or "" when none were."""
+    if not report.bad:
+        return ""
+    return (
+        f"{len(report.bad)} row{'s' if len(report.bad) != 1 else ''} rejected for their address or status "
+        "(listed above); the other rows are imported. Correct those rows and import the file again. "
+        f"To save the file, {SAVE_AS}; it needs an 'email' column."
+    )
 
 
 def import_rows(

@@ -29,7 +29,7 @@ def subscribers_import(
     from ..db import session_scope
     from ..joining import claim_confirmations, enqueue_email
     from ..models import SubscriberStatus
-    from ..subscribers import import_rows, read_csv
+    from ..subscribers import import_advice, import_rows, read_csv
 
     settings = ready()
     rows, report = read_csv(file)
@@ -38,6 +38,8 @@ def subscribers_import(
         import_rows(session, rows, report, status=status, signing_key=settings.signing_key)
         due = claim_confirmations(session, report.pending)
     enqueue_email(settings, "confirm", due)
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     for line, reason in report.bad[:200]:
         err.print(f"{file}: line {line}: {reason}", markup=False, highlight=False)
     if len(report.bad) > 200:
@@ -50,6 +52,9 @@ def subscribers_import(
         highlight=False,
         soft_wrap=True,
     )
+    if report.bad:  # the good rows are in; the exit status says that some were not
+        err.print(f"error: {import_advice(report)}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @subscribers_app.command("list")

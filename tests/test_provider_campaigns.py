@@ -148,22 +148,8 @@ def test_a_configuration_error_stops_the_campaign_with_one_line_and_blames_nobod
     with ProviderServer() as server:
         use(monkeypatch, f"mailgun://wrong-key@mg.news.example.org?endpoint={server.url}")
         emails, cid = start_campaign(stack, seed_path)
-        st = wait_for(
-            lambda: (s := campaign_status(cid))["state"] == "paused" and s,
-            60,
-            "the campaign to pause",
-            details=stack.logs,
-        )
-        assert "mailgun refused our key" in st["reason"] and "\n" not in st["reason"]
-        # Let any batch still in flight settle, then look: nothing failed, nobody suppressed.
-        wait_for(lambda: (s := campaign_status(cid))["sending"] == 0 and s["claimed"] == 0, 30, "batches to end")
-        st = campaign_status(cid)
-        assert st["failed"] == 0 and st["sent"] == 0 and st["queued"] == N
-        with session_scope() as session:
-            assert set(session.scalars(select(Subscriber.status))) == {"active"}
+        assert_paused_blaming_nobody(cid, stack, "mailgun refused our key")
         assert server.state.delivered == []
-        shown = cli("status", cid, check=True).stdout
-        assert shown.count("sending stopped: mailgun refused our key") == 1
         # Fixed: the workers get the right key and `newsletter send` resumes the campaign.
         stack.shut_down_workers()
         use(monkeypatch, f"mailgun://mg-key@mg.news.example.org?endpoint={server.url}")
@@ -171,3 +157,37 @@ def test_a_configuration_error_stops_the_campaign_with_one_line_and_blames_nobod
         assert "resumed" in cli("send", cid, check=True).stdout
         wait_done(cid, stack=stack)
         assert_exactly_once(cid, emails, server.state.per_recipient())
+
+
+def assert_paused_blaming_nobody(cid: int, stack, reason: str) -> None:  # noqa: ANN001
+    st = wait_for(
+        lambda: (s := campaign_status(cid))["state"] == "paused" and s,
+        60,
+        "the campaign to pause",
+        details=stack.logs,
+    )
+    assert reason in st["reason"] and "\n" not in st["reason"]
+    # Let any batch still in flight settle, then look: nothing failed, nobody suppressed.
+    wait_for(lambda: (s := campaign_status(cid))["sending"] == 0 and s["claimed"] == 0, 30, "batches to end")
+    st = campaign_status(cid)
+    assert st["failed"] == 0 and st["sent"] == 0 and st["queued"] == N
+    with session_scope() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"active"}
+        assert set(session.scalars(select(Delivery.attempts))) == {0}
+    shown = cli("status", cid, check=True).stdout
+    assert shown.count(f"sending stopped: {reason}") == 1
+
+
+def test_postmark_unknown_sender_pauses_the_campaign(redis_url, quick, stack, seed_path, monkeypatch):
+    with ProviderServer(ProviderState(senders={"someone-else@example.com"})) as server:
+        use(monkeypatch, f"postmark://pm-token@?endpoint={server.url}")
+        _, cid = start_campaign(stack, seed_path)
+        assert_paused_blaming_nobody(cid, stack, "postmark refused our account or sender")
+        assert server.state.delivered == []
+
+
+def test_ses_unverified_sender_pauses_the_campaign(moto_ses, redis_url, quick, stack, seed_path, monkeypatch):  # noqa: F811
+    use(monkeypatch, "ses://eu-west-1")
+    _, cid = start_campaign(stack, seed_path)
+    assert_paused_blaming_nobody(cid, stack, "ses refused our sender")
+    assert ses_sent() == []

@@ -43,6 +43,7 @@ class ProviderState:
     inactive: set[str] = field(default_factory=set)
     throttle_every: int = 0  # every Nth send answers 429
     retry_after: str = "1"
+    slow: dict[str, float] = field(default_factory=dict)  # recipient -> seconds to wait after accepting
     delivered: list[tuple[str, object]] = field(default_factory=list)  # (recipient, JSON or bytes)
     log: list[Logged] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,13 +71,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, body: object, headers: dict[str, str] | None = None, rcpt: str = "") -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout tests)
+            self.close_connection = True
         with self.server.state.lock:
             self.server.state.log.append(Logged(time.time(), status, rcpt))
 
@@ -125,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         mid = str(uuid.uuid4())
         with st.lock:
             st.delivered.append((rcpt, data))
+        time.sleep(st.slow.get(rcpt.lower(), 0))  # accepted, but the answer comes late (or never)
         self._answer(
             200,
             {"To": rcpt, "SubmittedAt": "2026-11-29T12:00:00Z", "MessageID": mid, "ErrorCode": 0, "Message": "OK"},

@@ -18,7 +18,7 @@ from worker.errors import (
 )
 from worker.message import Recipient, compose
 from worker.ratelimit import RateLimiter
-from worker.settings import Settings
+from worker.settings import Settings, get_settings, reset_settings
 from worker.transports import get_transport, transport_rate
 from worker.transports.mailgun import MailgunTransport
 from worker.transports.postmark import PostmarkTransport
@@ -273,3 +273,37 @@ def test_smtp_rate_answers_are_throttling(reply, throttled):
             t.send("a@example.org", "fast@example.org", b"Subject: x\r\n\r\nbody\r\n")
         t.close()
     assert isinstance(exc.value, Throttled) is throttled
+
+
+def test_no_answer_after_the_request_left_is_uncertain_and_never_resent(database, provider, monkeypatch, seed_path):
+    """The provider accepted the message but its answer never came: the delivery is 'uncertain'
+    (reported; `newsletter resend --uncertain` would resend it), not retried into a duplicate."""
+    from worker.episodes import load_episode
+    from worker.errors import DeliveryUncertain
+    from worker.ledger import status
+    from worker.publish import publish_episode
+    from worker.sending import Sender
+
+    from .factories import seed_subscribers
+
+    monkeypatch.setenv("NEWSLETTER_MAIL_URL", f"postmark://pm-token@?endpoint={provider.url}")
+    monkeypatch.setenv("NEWSLETTER_SMTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("NEWSLETTER_RETRY_BASE_DELAY", "0.01")
+    reset_settings()
+    settings = get_settings()
+    emails = seed_subscribers(4)
+    provider.state.slow[emails[1]] = 1.5
+    t = PostmarkTransport(f"postmark://pm-token@?endpoint={provider.url}", timeout=0.5)
+    with pytest.raises(DeliveryUncertain):
+        t.send("x@y", emails[1], b"From: newsletter@news.example.org\r\nSubject: s\r\n\r\nhi\r\n")
+    provider.state.delivered.clear()
+    monkeypatch.setattr("worker.publish.start", lambda campaign_id: None)
+    result = publish_episode(load_episode(seed_path, settings.tz), settings)
+    for _ in range(3):  # however often the batch loop runs, the uncertain row is not sent again
+        Sender(settings).run(result.campaign.id)
+    from worker.db import session_scope
+
+    with session_scope() as session:
+        st = status(session, result.campaign.id)
+    assert (st["sent"], st["uncertain"], st["retry"], st["failed"]) == (3, 1, 0, 0)
+    assert provider.state.per_recipient() == {e: 1 for e in emails}

@@ -77,6 +77,13 @@ class Throttled(TemporaryFailure):
         super().__init__(message, code=code)
 
 
+class DeliveryUncertain(TransportError):
+    """The request went out whole but no answer came (a read timeout, a connection dropped before
+    the reply): the provider may have accepted it. The delivery becomes 'uncertain' — reported,
+    never resent by itself (`newsletter resend CAMPAIGN --uncertain`), as when a worker dies
+    mid-send — because resending could deliver it twice."""
+
+
 class PermanentFailure(TransportError):
     """5xx: this delivery has failed for good. `suppress`: the address itself is bad, so no
     campaign may try it again."""

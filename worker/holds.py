@@ -38,6 +38,18 @@ def mark_throttled(session: Session, token: str, delivery_id: int, error: str, w
     session.commit()
 
 
+def mark_uncertain(session: Session, token: str, delivery_id: int, error: str) -> None:
+    """No answer after the message went out: 'uncertain', like a row whose worker died mid-send —
+    reported, and resent only by `newsletter resend CAMPAIGN --uncertain`."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status == D.SENDING)
+        .values(status=D.UNCERTAIN, claim_token=None, last_error=error[:2000], updated_at=db_now(session))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
 def pause_campaign(session: Session, campaign_id: int, token: str, delivery_id: int, reason: str) -> bool:
     """A configuration error: the row goes back to the queue untried, the campaign to 'paused'
     with `reason` (its first line). Returns True if this call paused it (False: already paused)."""

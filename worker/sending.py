@@ -16,8 +16,16 @@ from dataclasses import dataclass
 
 from .bounces.verp import verp_for
 from .db import session_factory
-from .errors import ConfigError, InputError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
-from .holds import mark_throttled, pause_campaign, record_provider_id
+from .errors import (
+    ConfigError,
+    DeliveryUncertain,
+    InputError,
+    PermanentFailure,
+    SenderRefused,
+    TemporaryFailure,
+    Throttled,
+)
+from .holds import mark_throttled, mark_uncertain, pause_campaign, record_provider_id
 from .ledger import (
     ProgressWriter,
     claim_batch,
@@ -157,7 +165,7 @@ class Sender:
                 try:
                     envelope = self.verp.address(row.id) if self.verp else envelope_from
                     self.transport.send(envelope, row.email, message, confirm=ours)
-                except (PermanentFailure, TemporaryFailure) as exc:
+                except (PermanentFailure, TemporaryFailure, DeliveryUncertain) as exc:
                     failure = exc
                 except ConfigError as exc:  # nothing can be sent as configured: stop the campaign
                     if ours():
@@ -179,6 +187,10 @@ class Sender:
             progress.sent(token, *finished)
 
     def _record_failure(self, session, token, row, exc, outcome) -> None:  # noqa: ANN001
+        if isinstance(exc, DeliveryUncertain):
+            mark_uncertain(session, token, row.id, str(exc))
+            log.warning("uncertain, not resent by itself: %s", exc)
+            return
         if isinstance(exc, Throttled):
             # Every worker waits (the shared limiter); this row is tried again, its attempt given back.
             wait = self.limiter.throttle(

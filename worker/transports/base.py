@@ -21,7 +21,8 @@ class Transport(abc.ABC):
 
     Errors (worker/errors.py): `Throttled` (slow down, nothing sent, not an attempt),
     `TemporaryFailure`, `RecipientRejected` / `MessageRejected` (both `PermanentFailure`), and
-    `TransportConfigError` (nothing can be sent as configured: the campaign pauses).
+    `TransportConfigError` (nothing can be sent as configured: the campaign pauses), and
+    `DeliveryUncertain` (sent, no answer: the row becomes 'uncertain', never resent by itself).
 
     A transport whose provider names each accepted message (SES, Postmark, Mailgun) records that
     id with `_accepted(id)`; the sender reads `provider_message_id` right after `send` returns, in

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import TemporaryFailure, Throttled
+from ..errors import DeliveryUncertain, TemporaryFailure, Throttled
 from .base import Transport
 
 USER_AGENT = "newsletter-worker/0.1"
@@ -43,7 +43,8 @@ class ProviderTransport(Transport):
             timeout=timeout,
             auth=auth,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            # Idle connections are dropped before a provider would close them under us.
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4.0),
         )
 
     # -- hooks --------------------------------------------------------------------------------
@@ -68,10 +69,11 @@ class ProviderTransport(Transport):
             return False
         try:
             response = self.client.request(**request)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise TemporaryFailure(f"{self.name}: cannot reach {self.base_url}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise TemporaryFailure(f"{self.name}: no answer for {recipient}: {exc}") from exc
+        except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # The request was written; the provider may have accepted it.
+            raise DeliveryUncertain(f"{self.name}: no answer for {recipient} after sending: {exc!r}") from exc
+        except httpx.HTTPError as exc:  # could not connect or write: nothing was accepted
+            raise TemporaryFailure(f"{self.name}: cannot reach {self.base_url}: {exc!r}") from exc
         if 200 <= response.status_code < 300:
             self._accepted(self.parse_accepted(response))
             return True

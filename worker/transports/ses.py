@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import (
     ConfigError,
+    DeliveryUncertain,
     MessageRejected,
     RecipientRejected,
     TemporaryFailure,
@@ -81,7 +82,14 @@ class SESTransport(Transport):
     def send(
         self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
     ) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ReadTimeoutError,
+        )
 
         params = {"Content": {"Raw": {"Data": message}}, "Destination": {"ToAddresses": [recipient]}}
         if self.configuration_set:
@@ -97,6 +105,8 @@ class SESTransport(Transport):
             answer = client.send_email(**params)
         except ClientError as exc:
             raise classify(exc, recipient) from exc
+        except (ReadTimeoutError, ConnectionClosedError) as exc:  # sent; SES may have accepted it
+            raise DeliveryUncertain(f"ses: no answer for {recipient} after sending: {exc}") from exc
         except (NoCredentialsError, PartialCredentialsError) as exc:
             raise TransportConfigError(f"ses: no AWS credentials: {exc}") from exc
         except BotoCoreError as exc:  # connection refused, timeouts, endpoint unreachable

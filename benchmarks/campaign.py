@@ -158,9 +158,8 @@ def run_pipeline(n: int, workdir: Path) -> dict:
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
-    from worker.ledger import create_campaign
     from worker.ledger import status as campaign_status
-    from worker.publish import start
+    from worker.publish import create_campaign, start
     from worker.settings import get_settings, reset_settings
 
     reset_settings()
@@ -214,7 +213,7 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         start(cid)
         while True:
             with session_scope(settings) as s:
-                st = campaign_status(s, cid)
+                st = campaign_status(s, cid).as_dict()
             if st["state"] == "done":
                 break
             time.sleep(0.2)

@@ -111,7 +111,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
 
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
-    from worker.ledger import create_campaign, status, sweep
+    from worker.ledger import status, sweep
+    from worker.publish import create_campaign
     from worker.publish import start
     from worker.settings import get_settings, reset_settings
     from worker.web import create_app
@@ -157,7 +158,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
 
         def status_call() -> dict:
             with session_scope(settings) as s:
-                return status(s, cid)
+                return status(s, cid).as_dict()
 
         def web_call() -> None:
             r = client.get(f"/campaigns/{cid}", headers=auth)

@@ -128,7 +128,7 @@ def seed_subscribers(n: int, prefix: str = "reader") -> list[str]:
 
 def make_campaign(seed_path: Path = SEED, n: int = 100) -> int:
     """`n` subscribers and a campaign for the episode at `seed_path`, not queued; returns its id."""
-    from worker.ledger import create_campaign
+    from worker.publish import create_campaign
 
     seed_subscribers(n)
     settings = get_settings()
@@ -142,7 +142,7 @@ def campaign_status(campaign_id: int) -> dict:
     from worker.ledger import status
 
     with session_scope() as session:
-        return status(session, campaign_id)
+        return status(session, campaign_id).as_dict()
 
 
 def wait_done(campaign_id: int, timeout: float = 120, stack=None) -> dict:  # noqa: ANN001

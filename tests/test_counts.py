@@ -47,7 +47,7 @@ def test_counts_follow_every_writer(database, seed_path):
     with session_factory()() as s:
         rows = claim_batch(s, cid, "t1", 10)
         assert kept(cid) == counted(cid)
-        progress = ProgressWriter(get_engine())
+        progress = ProgressWriter.open(get_engine())
         finished = None
         for row in rows[:6]:
             assert progress.start("t1", row.id, finished)()
@@ -78,5 +78,5 @@ def test_counts_follow_every_writer(database, seed_path):
         s.commit()
         assert kept(cid) == counted(cid)
     with session_scope() as s:
-        reported = {k: v for k, v in counts(s, cid).items() if v}
+        reported = {k: v for k, v in counts(s, cid).as_dict().items() if v}
     assert reported == counted(cid)

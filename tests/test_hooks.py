@@ -93,7 +93,7 @@ def test_ses_hard_bounce_suppresses_and_a_replay_changes_nothing(hooks):
     with session_scope() as session:
         ev = session.scalar(select(DeliveryEvent))
         assert ev.kind == "hard_bounce" and ev.delivery_id == did and json.loads(ev.payload) == note
-        assert status(session, cid)["feedback"]["bounced"] == 1
+        assert status(session, cid).feedback["bounced"] == 1
     again = post_sns(hooks, note)
     assert again.status_code == 409 and events() == 1
 
@@ -125,7 +125,7 @@ def test_ses_complaint_and_delivery_are_counted_per_campaign(hooks):
     )
     assert state("angry@example.org") == ("complained", "complaint")
     with session_scope() as session:
-        fb = status(session, cid)["feedback"]
+        fb = status(session, cid).feedback
     assert fb == {"delivered": 1, "bounced": 0, "complained": 1, "unsubscribed": 1}
 
 

@@ -10,7 +10,7 @@ from hypothesis import settings as hsettings
 from worker.db import session_scope
 from worker.episodes import load_episode
 from worker.feeds import poll_feed
-from worker.ledger import create_campaign
+from worker.publish import create_campaign
 from worker.settings import get_settings, reset_settings
 from worker.subscribers import import_csv
 

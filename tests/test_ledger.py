@@ -15,13 +15,13 @@ from worker.ledger import (
     ProgressWriter,
     claim_batch,
     counts,
-    create_campaign,
     mark_temporary_failure,
     resend_uncertain,
     retry_delay,
     sweep,
 )
 from worker.models import Claim, Delivery, utcnow
+from worker.publish import create_campaign
 from worker.settings import get_settings
 
 from .factories import make_campaign, seed_subscribers
@@ -67,7 +67,7 @@ def test_sweep_requeues_untouched_rows_and_marks_in_flight_uncertain(database, s
     settings = get_settings()
     with session_factory()() as s:
         rows = claim_batch(s, cid, "dead-token", 5, "dead")
-    progress = ProgressWriter(get_engine())
+    progress = ProgressWriter.open(get_engine())
     assert progress.start("dead-token", rows[0].id, None)()
     assert progress.start("dead-token", rows[1].id, (rows[0].id, "<a@x>"))()  # in flight when it "died"
     assert not progress.start("someone-else", rows[2].id, None)()  # not their row
@@ -93,7 +93,7 @@ def test_a_write_nobody_waited_for_keeps_its_answer(database, seed_path):
     cid = make_campaign(seed_path, 3)
     with session_factory()() as s:
         rows = claim_batch(s, cid, "t", 3, "w")
-    progress = ProgressWriter(get_engine())
+    progress = ProgressWriter.open(get_engine())
     first = progress.start("t", rows[0].id, None)
     second = progress.start("someone-else", rows[1].id, None)  # reads the first reply on its way
     third = progress.start("t", rows[2].id, None)
@@ -107,7 +107,7 @@ def test_live_claims_are_left_alone(database, seed_path):
     cid = make_campaign(seed_path, 10)
     with session_factory()() as s:
         rows = claim_batch(s, cid, "live", 5, "w")
-    progress = ProgressWriter(get_engine())
+    progress = ProgressWriter.open(get_engine())
     progress.start("live", rows[0].id, None)  # closing waits for a write nobody asked about
     progress.close()
     with session_scope() as s:
@@ -134,7 +134,7 @@ def test_retry_schedule(database, seed_path):
     assert delays[5] > delays[0]  # it grows
     cid = make_campaign(seed_path, 1)
     with session_factory()() as s:
-        progress = ProgressWriter(get_engine())
+        progress = ProgressWriter.open(get_engine())
         row = claim_batch(s, cid, "t", 1)[0]
         assert progress.start("t", row.id, None)()
         due = mark_temporary_failure(s, "t", row.id, "451 busy", 1, settings)

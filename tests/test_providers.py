@@ -304,6 +304,6 @@ def test_no_answer_after_the_request_left_is_uncertain_and_never_resent(database
     from worker.db import session_scope
 
     with session_scope() as session:
-        st = status(session, result.campaign.id)
+        st = status(session, result.campaign.id).as_dict()
     assert (st["sent"], st["uncertain"], st["retry"], st["failed"]) == (3, 1, 0, 0)
     assert provider.state.per_recipient() == {e: 1 for e in emails}

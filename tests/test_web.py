@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from worker.db import session_scope
 from worker.episodes import load_episode
-from worker.ledger import create_campaign
 from worker.message import Recipient, compose, unsubscribe_token
 from worker.models import Subscriber, TestSend
+from worker.publish import create_campaign
 from worker.settings import Settings, get_settings, reset_settings
 from worker.web import create_app
 

@@ -34,8 +34,8 @@ from .db import session_scope
 from .episodes import Episode, EpisodeError, entry_time, field_text, load_episode, read_feed_item
 from .errors import FeedError
 from .feed_identity import identify
-from .ledger import create_campaign
 from .models import CampaignStatus, Feed, SeenItem, utcnow
+from .publish import create_campaign, start
 from .settings import Settings
 from .text import one_line
 
@@ -354,11 +354,8 @@ def _publish_item(
 
 
 def _start(campaign_ids: list[int]) -> None:
-    if campaign_ids:
-        from .publish import start
-
-        for cid in campaign_ids:
-            start(cid)
+    for cid in campaign_ids:
+        start(cid)
 
 
 def poll_all(settings: Settings) -> dict:

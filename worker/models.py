@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -24,7 +25,7 @@ class Base(DeclarativeBase):
     pass
 
 
-class SubscriberStatus:
+class SubscriberStatus(enum.StrEnum):
     """Where a subscriber stands. Only `worker.subscriptions` moves a subscriber between these
     (its TRANSITIONS table is the rule); only ACTIVE subscribers get campaigns."""
 
@@ -35,10 +36,12 @@ class SubscriberStatus:
     COMPLAINED = "complained"  # a spam complaint (feedback loop): suppressed
     SUPPRESSED = "suppressed"  # suppressed by hand
     ERASED = "erased"  # personal data removed; only a keyed hash of the address is kept (Erasure)
-    ALL = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, SUPPRESSED, ERASED)
+    ALL = enum.nonmember((PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED, SUPPRESSED, ERASED))
 
 
-class DeliveryStatus:
+class DeliveryStatus(enum.StrEnum):
+    """Where one delivery (campaign, subscriber) stands; `worker.ledger` moves it."""
+
     QUEUED = "queued"  # waiting to be claimed
     CLAIMED = "claimed"  # claimed by a batch, not yet attempted
     SENDING = "sending"  # the SMTP transaction is under way
@@ -48,8 +51,8 @@ class DeliveryStatus:
     UNCERTAIN = "uncertain"  # its worker died mid-send: maybe delivered, never resent by itself
     SKIPPED = "skipped"  # unsubscribed or suppressed after the audience was frozen
     BOUNCED = "bounced"  # sent, then reported back as a hard bounce (webhook or DSN)
-    ALL = (QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED, BOUNCED)
-    OPEN = (QUEUED, CLAIMED, SENDING, RETRY)  # a campaign with any of these is not done
+    ALL = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED, BOUNCED))
+    OPEN = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY))  # a campaign with any of these is not done
 
 
 class Subscriber(Base):
@@ -96,7 +99,10 @@ class EpisodeRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class CampaignStatus:
+class CampaignStatus(enum.StrEnum):
+    """A campaign: a draft (NEWSLETTER_AUTO_SEND=false) waits for `newsletter send`; sending
+    until no delivery is open; then done."""
+
     DRAFT = "draft"
     SENDING = "sending"
     PAUSED = "paused"  # the transport is misconfigured; status_reason says why; `newsletter send` resumes

@@ -34,11 +34,11 @@ from .ledger import (
     mark_temporary_failure,
     next_due_in,
     release_claim,
+    stored_email,
 )
 from .message import MessageTemplate, Recipient
-from .models import Campaign, EpisodeRecord
+from .models import Campaign, CampaignStatus, EpisodeRecord
 from .ratelimit import RateLimiter
-from .render import RenderedEmail
 from .settings import Settings
 from .transports import Transport, get_transport, transport_rate
 
@@ -90,10 +90,8 @@ class Sender:
         """The campaign's stored render, personalised from here on; never rendered again."""
         template = self._templates.get(campaign.id)
         if template is None:
-            rendered = RenderedEmail("digest", campaign.subject, campaign.html, campaign.text, campaign.nonce)
-            template = MessageTemplate(
-                rendered, self.settings, episode_guid=guid, ics=campaign.ics.encode() if campaign.ics else None
-            )
+            rendered, ics = stored_email(campaign)
+            template = MessageTemplate(rendered, self.settings, episode_guid=guid, ics=ics)
             self._templates = {campaign.id: template}  # one live campaign at a time is the norm
         return template
 
@@ -104,7 +102,7 @@ class Sender:
         Session = session_factory(self.settings)
         with Session() as session:
             campaign = session.get(Campaign, campaign_id)
-            if campaign is None or campaign.status != "sending":
+            if campaign is None or campaign.status != CampaignStatus.SENDING:
                 session.commit()
                 return outcome
             guid = session.get(EpisodeRecord, campaign.episode_id).guid
@@ -121,7 +119,7 @@ class Sender:
                 outcome.batches += 1
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
-                progress = ProgressWriter(session.get_bind())
+                progress = ProgressWriter.open(session.get_bind())
                 try:
                     self._send_rows(session, progress, token, template, rows, outcome, campaign_id)
                 finally:

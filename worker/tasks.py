@@ -9,22 +9,24 @@ from celery.signals import worker_process_shutdown
 from .celery import app
 from .db import session_scope
 from .errors import TemporaryFailure
+from .feeds import poll_all
+from .ledger import sweep as sweep_ledger
+from .queue import enqueue, follow_up
+from .sending import Sender
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
-_sender = None
+_sender: Sender | None = None
 # Bounds of a follow-up's countdown, seconds: not a busy loop when a retry is already overdue
 # (another worker holds it), and far below the broker's visibility timeout.
 FOLLOW_UP_MIN = 0.2
 FOLLOW_UP_MAX = 900.0
 
 
-def sender():
+def sender() -> Sender:
     """One Sender (and so one SMTP connection) per worker process."""
     global _sender
     if _sender is None:
-        from .sending import Sender
-
         _sender = Sender(get_settings())
     return _sender
 
@@ -45,23 +47,21 @@ def send_batch(campaign_id: int) -> dict:
     if outcome.batches and outcome.claimed and not outcome.stopped:
         # More may be waiting; a new message keeps each task short and the queue fair. Its
         # run, or the one after, ends with nothing due and takes over the branch below.
-        send_batch.apply_async((campaign_id,))
+        follow_up(campaign_id)
     elif outcome.next_due_in is not None:
         # Rows wait for a retry (ours or anyone's): come back when the ledger says the first
         # is due, and so on until none waits. Each task leaves at most one successor, so the
         # number of waiting tasks never grows; beat's sweep is only the safety net.
-        send_batch.apply_async((campaign_id,), countdown=min(max(FOLLOW_UP_MIN, outcome.next_due_in), FOLLOW_UP_MAX))
+        follow_up(campaign_id, countdown=min(max(FOLLOW_UP_MIN, outcome.next_due_in), FOLLOW_UP_MAX))
     return {"sent": outcome.sent, "retry": outcome.retry, "failed": outcome.failed}
 
 
 @app.task
 def sweep() -> dict:
     """Beat, every NEWSLETTER_SWEEP_INTERVAL: recover dead claims, finish campaigns, re-enqueue lost work."""
-    from .ledger import sweep as sweep_ledger
-
     with session_scope() as session:
         report = sweep_ledger(session, get_settings())
-    for campaign_id in report.need_work or []:
+    for campaign_id in report.need_work:
         enqueue(campaign_id)
     return {"requeued": report.requeued, "uncertain": report.uncertain, "finished": report.finished}
 
@@ -79,19 +79,7 @@ def poll_bounces() -> dict:
 @app.task
 def poll() -> dict:
     """Beat, every NEWSLETTER_POLL_INTERVAL: look for new episodes in feeds and the drop folder."""
-    from .feeds import poll_all
-
     return poll_all(get_settings())
-
-
-def enqueue(campaign_id: int, parallel: int = 4) -> None:
-    """Start sending: a few tasks that each claim batches until the campaign runs dry.
-
-    The connection is opened to the broker the settings name now, not the one the app saw at
-    import, so a long-lived caller (the web process, the test suite) follows its settings."""
-    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
-        for _ in range(parallel):
-            send_batch.apply_async((campaign_id,), connection=conn)
 
 
 @app.task(

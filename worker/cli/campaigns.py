@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..ledger import CampaignReport
+from ..models import CampaignStatus, DeliveryStatus
 from ..settings import get_settings
 from ._common import app, err, fail, out, parse_as_of, ready
 
@@ -38,7 +40,9 @@ def publish(
         _wait(c.id, timeout)
 
 
-def _wait(campaign_id: int, timeout: float = 0) -> dict:
+def _wait(campaign_id: int, timeout: float = 0) -> CampaignReport:
+    """Show a progress bar (on a terminal) until the campaign is done or `timeout` seconds pass
+    (0: no limit); then print its status. Returns the last report."""
     import time as _time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -61,14 +65,14 @@ def _wait(campaign_id: int, timeout: float = 0) -> dict:
         while True:
             with session_scope(settings) as session:
                 st = campaign_status(session, campaign_id)
-            settled = st["total"] - sum(st[s] for s in ("queued", "claimed", "sending", "retry"))
+            c = st.counts
             progress.update(
                 task,
-                total=st["total"],
-                completed=settled,
-                description=f"campaign {campaign_id}: {st['sent']} sent, {st['retry']} retrying, {st['failed']} failed",
+                total=st.total,
+                completed=st.settled,
+                description=f"campaign {campaign_id}: {c.sent} sent, {c.retry} retrying, {c.failed} failed",
             )
-            if st["state"] in ("done", "paused") or (st["total"] and settled == st["total"]):
+            if st.state in (CampaignStatus.DONE, CampaignStatus.PAUSED) or (st.total and st.settled == st.total):
                 break
             if timeout and _time.monotonic() - started > timeout:
                 err.print("still sending; `newsletter status` shows progress", markup=False)
@@ -78,31 +82,32 @@ def _wait(campaign_id: int, timeout: float = 0) -> dict:
     return st
 
 
-def _print_status(st: dict) -> None:
+def _print_status(st: CampaignReport) -> None:
     table = Table(show_header=True, box=None)
-    for key in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"):
-        table.add_column(key, justify="right")
-    table.add_row(
-        *(str(st[k]) for k in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped"))
-    )
+    shown = [
+        DeliveryStatus(s) for s in ("sent", "queued", "claimed", "sending", "retry", "failed", "uncertain", "skipped")
+    ]
+    for s in shown:
+        table.add_column(str(s), justify="right")
+    table.add_row(*(str(st.counts[s]) for s in shown))
     out.print(
-        f"campaign {st['campaign']} ({st['episode']}): {st['state']}, {st['total']} recipients"
-        + (f", about {st['eta_seconds']:.0f}s to go" if st.get("eta_seconds") else ""),
+        f"campaign {st.campaign} ({st.episode}): {st.state}, {st.total} recipients"
+        + (f", about {st.eta_seconds:.0f}s to go" if st.eta_seconds else ""),
         markup=False,
         highlight=False,
     )
     out.print(table)
-    if st.get("reason"):
+    if st.reason:
         out.print(
-            f"sending stopped: {st['reason']} (fix it, then `newsletter send {st['campaign']}`)",
+            f"sending stopped: {st.reason} (fix it, then `newsletter send {st.campaign}`)",
             markup=False,
             highlight=False,
         )
-    if fb := st.get("feedback"):
-        out.print(", ".join(f"{n} {k}" for k, n in fb.items()), markup=False, highlight=False)
-    if st["uncertain"]:
+    if st.feedback:
+        out.print(", ".join(f"{n} {k}" for k, n in st.feedback.items()), markup=False, highlight=False)
+    if st.counts.uncertain:
         out.print(
-            f"{st['uncertain']} uncertain: `newsletter resend {st['campaign']} --uncertain` resends them "
+            f"{st.counts.uncertain} uncertain: `newsletter resend {st.campaign} --uncertain` resends them "
             "with the same Message-ID",
             markup=False,
             highlight=False,
@@ -129,7 +134,7 @@ def status(
         st = campaign_status(session, campaign)
         feeds = _feed_status(session)
     if as_json:
-        print(json.dumps({**st, "feeds": feeds}))
+        print(json.dumps({**st.as_dict(), "feeds": feeds}))
         return
     _print_status(st)
     for f in feeds:
@@ -187,7 +192,7 @@ def sweep() -> None:
     settings = ready()
     with session_scope(settings) as session:
         report = sweep_ledger(session, settings)
-    for campaign_id in report.need_work or []:
+    for campaign_id in report.need_work:
         start(campaign_id)
     out.print(f"requeued {report.requeued}, uncertain {report.uncertain}, finished {report.finished}", markup=False)
 
@@ -198,20 +203,17 @@ def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLET
     transport was misconfigured) resumes."""
     from ..db import session_scope
     from ..holds import resume_campaign
-    from ..ledger import freeze_audience, get_campaign
+    from ..ledger import get_campaign, send_draft
     from ..publish import start
 
     settings = ready()
     with session_scope(settings) as session:
-        c = get_campaign(session, campaign)
-        if c.status == "paused":
+        if get_campaign(session, campaign).status == CampaignStatus.PAUSED:
             resume_campaign(session, campaign)
             start(campaign)
             out.print(f"campaign {campaign} resumed", markup=False)
             return
-        if c.status != "draft":
-            fail(f"campaign {campaign} is not a draft ({c.status})")
-        added = freeze_audience(session, c)
+        added = send_draft(session, campaign)
     start(campaign)
     out.print(f"campaign {campaign} queued for {added} subscribers", markup=False)
 

@@ -49,7 +49,7 @@ def campaign(campaign_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], settings
 
     with session_scope(settings) as session:
         try:
-            return status(session, campaign_id)
+            return status(session, campaign_id).as_dict()
         except NewsletterError:
             raise HTTPException(404, "no such campaign") from None
 

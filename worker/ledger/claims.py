@@ -1,0 +1,161 @@
+"""Claiming due deliveries for a batch and recording each outcome.
+
+Every move is a conditional UPDATE on the row's current status and claim token, so a stale or
+duplicate worker cannot overwrite another's work.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..clock import db_now, seconds_until
+from ..db import is_postgres
+from ..models import Claim, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from ..settings import Settings
+from ..subscriptions import suppress as suppress_subscriber
+
+D = DeliveryStatus
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery row a batch holds: its id, the subscriber, the address and name, attempts so far."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    attempts: int
+
+
+def due(campaign_id: int, now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """SQL condition: this campaign's rows that are queued, or awaiting a retry that is due by
+    `now` (a SQL expression: the database's time, `worker.clock.db_now`)."""
+    return and_(
+        Delivery.campaign_id == campaign_id,
+        or_(Delivery.status == D.QUEUED, and_(Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)),
+    )
+
+
+def claim_batch(session: Session, campaign_id: int, token: str, limit: int, worker: str = "") -> list[Claimed]:
+    """Atomically take up to `limit` due deliveries for this claim token (and commit).
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows without
+    waiting. SQLite: the UPDATE runs inside BEGIN IMMEDIATE, which serialises claimers."""
+    now = db_now(session)
+    session.merge(Claim(token=token, campaign_id=campaign_id, worker=worker[:200], heartbeat_at=now))
+    ids = select(Delivery.id).where(due(campaign_id, now)).order_by(Delivery.id).limit(limit)
+    if is_postgres(session):
+        ids = ids.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids.scalar_subquery()))
+        .values(status=D.CLAIMED, claim_token=token, claimed_at=now, updated_at=now)
+        .returning(Delivery.id, Delivery.subscriber_id, Delivery.email, Delivery.name, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    claimed = [Claimed(*r) for r in sorted(rows, key=lambda r: r[0])]  # by id
+    if claimed:
+        # People who unsubscribed or bounced after the audience was frozen are skipped.
+        gone = set(
+            session.scalars(
+                select(Subscriber.id).where(
+                    Subscriber.id.in_([c.subscriber_id for c in claimed]), Subscriber.status != SubscriberStatus.ACTIVE
+                )
+            )
+        )
+        if gone:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.claim_token == token, Delivery.subscriber_id.in_(gone), Delivery.status == D.CLAIMED)
+                .values(
+                    status=D.SKIPPED,
+                    claim_token=None,
+                    last_error="unsubscribed or suppressed before sending",
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            claimed = [c for c in claimed if c.subscriber_id not in gone]
+    else:
+        session.execute(delete(Claim).where(Claim.token == token))
+    session.commit()
+    return claimed
+
+
+def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter between half and all of the step, capped below the
+    broker's visibility timeout (see worker.celery)."""
+    step = min(settings.retry_max_delay, settings.retry_base_delay * (2 ** max(0, attempts - 1)))
+    return (rng or random).uniform(step / 2, step)
+
+
+def mark_temporary_failure(
+    session: Session, token: str, delivery_id: int, error: str, attempts: int, settings: Settings
+) -> float | None:
+    """Back to 'retry', due `retry_delay` seconds from now on the database's clock, or 'failed'
+    when out of attempts (and commit). Returns that delay in seconds (None: failed)."""
+    now = db_now(session)
+    values: dict[str, object]
+    if attempts >= settings.max_attempts:
+        values = {"status": D.FAILED, "last_error": f"gave up after {attempts} attempts: {error}"[:2000]}
+        delay = None
+    else:
+        delay = retry_delay(attempts, settings)
+        values = {"status": D.RETRY, "next_attempt_at": db_now(session, delay), "last_error": error[:2000]}
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(claim_token=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return delay
+
+
+def mark_permanent_failure(
+    session: Session, token: str, delivery_id: int, subscriber_id: int, error: str, *, suppress: bool = True
+) -> None:
+    """A 5xx: failed for good; with `suppress` the address is marked bounced so no campaign tries
+    it again."""
+    now = db_now(session)
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.claim_token == token, Delivery.status.in_([D.SENDING, D.UNCERTAIN]))
+        .values(status=D.FAILED, claim_token=None, last_error=error[:2000], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if suppress:
+        suppress_subscriber(session, subscriber_id, SubscriberStatus.BOUNCED, error)
+    session.commit()
+
+
+def next_due_in(session: Session, campaign_id: int) -> float | None:
+    """Seconds until this campaign's earliest retry falls due (negative: overdue), on the
+    database's clock; None when no row waits for a retry. A batch that ends schedules its
+    follow-up from this, so a campaign with retries finishes without the sweeper."""
+    seconds = session.scalar(
+        select(seconds_until(session, func.min(Delivery.next_attempt_at))).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY
+        )
+    )
+    session.commit()
+    return None if seconds is None else float(seconds)
+
+
+def release_claim(session: Session, token: str) -> None:
+    """End of a batch: rows still only claimed (not attempted) go back to the queue."""
+    now = db_now(session)
+    session.execute(
+        update(Delivery)
+        .where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)
+        .values(status=D.QUEUED, claim_token=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(Claim).where(Claim.token == token))
+    session.commit()

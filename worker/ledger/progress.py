@@ -1,0 +1,213 @@
+"""The per-message ledger write of the batch loop, at driver level: one writer per database.
+
+Before each message: mark the previous one sent (with its Message-ID) and this one sending, and
+(once a second) move the claim's heartbeat. Every transition is conditional on the row's claim
+token and current status, so a worker whose claim was swept cannot overwrite anyone. 'uncertain'
+is accepted for "sent": a sweeper may have given up on a slow-but-alive worker.
+
+This is the hot path of a campaign (through the ORM it cost ~2.7 ms a message), hence raw
+statements rather than the ORM.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from ..clock import SQLITE_NOW
+from ..models import DeliveryStatus
+
+D = DeliveryStatus
+# The SQL's status literals, from the enum: 'sent', 'sending', 'uncertain', 'claimed'.
+_S = {"sent": D.SENT.value, "sending": D.SENDING.value, "uncertain": D.UNCERTAIN.value, "claimed": D.CLAIMED.value}
+
+
+class ProgressWriter(ABC):
+    """Records a batch's progress one message at a time; `open(engine)` picks the database's writer.
+
+    Use: `ours = writer.start(token, next_id, finished)` before a message (`finished` is the
+    previous message's (id, Message-ID) or None), `ours()` before its content leaves (False: the
+    row was taken over, send nothing), `writer.sent(token, id, mid)` for the batch's last message,
+    then `close()`.
+    """
+
+    # The heartbeat only has to move well within the claim lease (minutes): once a second is
+    # plenty, and saves a row update per message.
+    BEAT_EVERY = 1.0
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+        self._last_beat = 0.0
+
+    @staticmethod
+    def open(engine: Engine) -> ProgressWriter:
+        """A writer on its own autocommit connection from `engine`'s pool."""
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        if engine.dialect.name == "postgresql":
+            return PostgresProgress(conn)
+        return SqliteProgress(conn)
+
+    def _beat_due(self) -> bool:
+        if time.monotonic() - self._last_beat < self.BEAT_EVERY:
+            return False
+        self._last_beat = time.monotonic()
+        return True
+
+    @abstractmethod
+    def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
+        """Record `finished` (id, Message-ID) as sent and claim `delivery_id` as sending. Returns
+        a callable that waits for the write and says whether the row is ours to send."""
+
+    @abstractmethod
+    def sent(self, token: str, delivery_id: int, mid: str) -> None:
+        """Record one delivery as sent with its Message-ID (the batch's last message)."""
+
+    def close(self) -> None:
+        """Give the connection back to the pool."""
+        self._conn.close()
+
+
+class PostgresProgress(ProgressWriter):
+    """One prepared statement (a CTE) per message, in autocommit.
+
+    `start` only sends the statement and returns a callable that waits for its commit: the sender
+    builds the message and has the mail server accept the envelope meanwhile, and calls it before
+    any content leaves, so the row is durably 'sending' first and the commit (a WAL flush)
+    overlaps the SMTP round trip instead of adding to it.
+    """
+
+    PG = """
+        WITH done AS (
+            UPDATE deliveries SET status = '{sent}', message_id = $4, sent_at = clock_timestamp(),
+                   last_error = NULL, updated_at = clock_timestamp()
+            WHERE id = $3 AND claim_token = $1 AND status IN ('{sending}', '{uncertain}')
+        ){beat}
+        UPDATE deliveries SET status = '{sending}', attempts = attempts + 1, updated_at = clock_timestamp()
+        WHERE id = $2 AND claim_token = $1 AND status = '{claimed}'
+        RETURNING id"""
+    PG_BEAT = """, beat AS (
+            UPDATE claims SET heartbeat_at = clock_timestamp() WHERE token = $1
+        )"""
+    PG_SENT = """
+        UPDATE deliveries SET status = '{sent}', message_id = $3, sent_at = clock_timestamp(),
+               last_error = NULL, updated_at = clock_timestamp()
+        WHERE id = $2 AND claim_token = $1 AND status IN ('{sending}', '{uncertain}')"""
+    # Prepared once per database connection (the pool keeps connections across batches).
+    STATEMENTS = {
+        b"nl_progress_beat": PG.format(beat=PG_BEAT, **_S),
+        b"nl_progress": PG.format(beat="", **_S),
+        b"nl_progress_sent": PG_SENT.format(**_S),
+    }
+
+    def __init__(self, conn: Connection):
+        super().__init__(conn)
+        self._answer: list[bool] | None = None  # where the reply of the statement in flight goes
+        self._pq: Any = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]  # psycopg's libpq
+        self._prepare()
+
+    def _prepare(self) -> None:
+        info = self._conn.connection.info  # lives as long as the database connection
+        if info.get("nl_progress_prepared"):
+            return
+        for name, sql in self.STATEMENTS.items():
+            self._check(self._pq.prepare(name, sql.encode()))
+        info["nl_progress_prepared"] = True
+
+    def _check(self, result: Any) -> Any:
+        from psycopg import errors, pq
+
+        if result is None:
+            raise errors.OperationalError(self._pq.get_error_message())
+        if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            raise errors.error_from_result(result)
+        return result
+
+    def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
+        self._settle()  # a previous start nobody waited for (an error path)
+        prev, mid = finished if finished else (None, None)
+        name = b"nl_progress_beat" if self._beat_due() else b"nl_progress"
+        self._pq.send_query_prepared(
+            name,
+            [
+                token.encode(),
+                str(delivery_id).encode(),
+                None if prev is None else str(prev).encode(),
+                None if mid is None else mid.encode(),
+            ],
+        )
+        answer: list[bool] = []
+        self._answer = answer
+
+        def ours() -> bool:
+            self._settle()
+            if not answer:
+                raise RuntimeError("the ledger write for this message failed")
+            return answer[0]
+
+        return ours
+
+    def _settle(self) -> None:
+        """Read the reply of the statement in flight, if any (libpq: results until None)."""
+        answer, self._answer = self._answer, None
+        if answer is None:
+            return
+        result = self._pq.get_result()
+        while self._pq.get_result() is not None:
+            pass
+        answer.append(self._check(result).ntuples == 1)
+
+    def sent(self, token: str, delivery_id: int, mid: str) -> None:
+        self._settle()
+        self._check(
+            self._pq.exec_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode()])
+        )
+
+    def close(self) -> None:
+        try:
+            self._settle()
+        finally:
+            super().close()
+
+
+class SqliteProgress(ProgressWriter):
+    """Up to three statements per message on the DB-API cursor (in-process, no round trips)."""
+
+    # Times are the database's (worker/clock.py): one clock for every host.
+    SENT = """
+        UPDATE deliveries SET status = '{sent}', message_id = :mid, sent_at = {now}, last_error = NULL,
+               updated_at = {now}
+        WHERE id = :prev AND claim_token = :token AND status IN ('{sending}', '{uncertain}')""".format(
+        now=SQLITE_NOW, **_S
+    )
+    NEXT = """
+        UPDATE deliveries SET status = '{sending}', attempts = attempts + 1, updated_at = {now}
+        WHERE id = :next AND claim_token = :token AND status = '{claimed}'""".format(now=SQLITE_NOW, **_S)
+    BEAT = f"UPDATE claims SET heartbeat_at = {SQLITE_NOW} WHERE token = :token"
+
+    def __init__(self, conn: Connection):
+        super().__init__(conn)
+        self._cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
+        prev, mid = finished if finished else (None, None)
+        params = {"token": token, "next": delivery_id, "prev": prev, "mid": mid}
+        if prev is not None:
+            self._cur.execute(self.SENT, params)
+        self._cur.execute(self.NEXT, params)
+        ours = self._cur.rowcount == 1
+        if self._beat_due():
+            self._cur.execute(self.BEAT, params)
+        return lambda: ours
+
+    def sent(self, token: str, delivery_id: int, mid: str) -> None:
+        self._cur.execute(self.SENT, {"token": token, "prev": delivery_id, "mid": mid})
+
+    def close(self) -> None:
+        try:
+            self._cur.close()
+        finally:
+            super().close()

@@ -1,0 +1,107 @@
+"""The sweep: recover from dead workers and lost broker messages, and finish campaigns."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..clock import db_now
+from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus
+from ..settings import Settings
+from .claims import due
+
+log = logging.getLogger(__name__)
+D = DeliveryStatus
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did: rows put back in the queue, rows marked uncertain, dead claims
+    removed, campaigns finished, and campaigns with due work and no live batch (to enqueue)."""
+
+    requeued: int = 0
+    uncertain: int = 0
+    dead_claims: int = 0
+    finished: list[int] = field(default_factory=list)
+    need_work: list[int] = field(default_factory=list)
+
+
+def sweep(session: Session, settings: Settings) -> SweepReport:
+    """Recover from dead workers and lost broker messages; finish campaigns with no open rows.
+
+    - A claim whose heartbeat is older than the lease belongs to a dead worker: its untouched
+      rows go back to the queue; a row it had in flight becomes 'uncertain' (reported, not resent).
+    - Campaigns with due work and no live claim are returned in `need_work` for re-enqueueing.
+    """
+    now = db_now(session)
+    report = SweepReport()
+    cutoff = db_now(session, -settings.claim_lease)  # heartbeats are the database's time too
+    dead = list(session.scalars(select(Claim.token).where(Claim.heartbeat_at < cutoff)))
+    live = select(Claim.token)
+    orphan = and_(
+        Delivery.status.in_([D.CLAIMED, D.SENDING]),
+        or_(Delivery.claim_token.is_(None), Delivery.claim_token.in_(dead), Delivery.claim_token.not_in(live)),
+    )
+    report.uncertain = session.execute(
+        update(Delivery)
+        .where(orphan, Delivery.status == D.SENDING)
+        .values(
+            status=D.UNCERTAIN, last_error="its worker stopped mid-send; it may or may not have arrived", updated_at=now
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    report.requeued = session.execute(
+        update(Delivery)
+        .where(orphan, Delivery.status == D.CLAIMED)
+        .values(status=D.QUEUED, claim_token=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if dead:
+        session.execute(delete(Claim).where(Claim.token.in_(dead)))
+    report.dead_claims = len(dead)
+    for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SENDING)):
+        if _mark_done_if_settled(session, campaign, now):
+            report.finished.append(campaign.id)
+            continue
+        has_claims = session.scalar(select(func.count()).select_from(Claim).where(Claim.campaign_id == campaign.id))
+        due_rows = session.scalar(select(func.count()).select_from(Delivery).where(due(campaign.id, now)))
+        if due_rows and not has_claims:
+            report.need_work.append(campaign.id)
+    session.commit()
+    if report.uncertain or report.requeued:
+        log.warning(
+            "sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",
+            report.requeued,
+            report.uncertain,
+            report.dead_claims,
+        )
+    return report
+
+
+def _mark_done_if_settled(session: Session, campaign: Campaign, now: ColumnElement[datetime]) -> bool:
+    """A campaign is done when no row is queued, claimed, sending or awaiting retry."""
+    open_rows = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN))
+    )
+    if open_rows:
+        return False
+    campaign.status = CampaignStatus.DONE
+    campaign.finished_at = now
+    log.info("campaign %d is done", campaign.id)
+    return True
+
+
+def finish_if_done(session: Session, campaign_id: int) -> bool:
+    """Mark the campaign done if no row is open (and commit); True when it is done."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != CampaignStatus.SENDING:
+        return campaign is not None and campaign.status == CampaignStatus.DONE
+    done = _mark_done_if_settled(session, campaign, db_now(session))
+    session.commit()
+    return done

@@ -1,0 +1,38 @@
+"""Queueing work for the Celery worker by task name, so producers never import `worker.tasks`.
+
+Publishing, the feeds poller, the CLI and the web side only say "campaign N has work": a task
+message carries the campaign id and nothing else; the ledger says what to send.
+"""
+
+from __future__ import annotations
+
+from .settings import get_settings
+
+# The names `worker.tasks` registers (Celery's default: module path and function name).
+SEND_BATCH = "worker.tasks.send_batch"
+SWEEP = "worker.tasks.sweep"
+POLL = "worker.tasks.poll"
+
+# Tasks a campaign starts with: each claims batches until the campaign runs dry.
+START_PARALLEL = 4
+
+
+def enqueue(campaign_id: int, parallel: int = START_PARALLEL) -> None:
+    """Start sending a campaign: `parallel` send-batch tasks.
+
+    The connection is opened to the broker the settings name now, not the one the app saw at
+    import, so a long-lived caller (the web process, the test suite) follows its settings.
+    Raises what kombu raises when the broker cannot be reached (the caller decides: see
+    `worker.publish.start`)."""
+    from .celery import app  # built on first use: commands that queue nothing never need it
+
+    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+        for _ in range(parallel):
+            app.send_task(SEND_BATCH, args=(campaign_id,), connection=conn)
+
+
+def follow_up(campaign_id: int, countdown: float | None = None) -> None:
+    """One more send-batch task for the campaign, after `countdown` seconds (None: now)."""
+    from .celery import app
+
+    app.send_task(SEND_BATCH, args=(campaign_id,), countdown=countdown)

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from worker.db import dispose_engines, migrate, session_scope
 from worker.episodes import load_episode
-from worker.publish import create_campaign
 from worker.message import unsubscribe_token
 from worker.models import Subscriber
+from worker.publish import create_campaign
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 

@@ -113,7 +113,7 @@ class Hosts:
     def wait_done(self, cid: int, timeout: float = 150) -> dict:
         def done():  # noqa: ANN202
             with session_scope() as s:
-                st = status(s, cid)
+                st = status(s, cid).as_dict()
             return st if st["state"] == "done" else None
 
         return wait_for(done, timeout, f"campaign {cid} to finish", interval=0.5, details=lambda: self.stack.logs())

@@ -112,8 +112,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
     from worker.ledger import status, sweep
-    from worker.publish import create_campaign
-    from worker.publish import start
+    from worker.publish import create_campaign, start
     from worker.settings import get_settings, reset_settings
     from worker.web import create_app
 

@@ -277,3 +277,51 @@ def test_welcome_email_is_sent_once_when_enabled(app, monkeypatch):
     assert sum(s.startswith("Welcome") for s in kinds) == 1
     welcome = next(m for m in outbox() if m["Subject"].startswith("Welcome"))
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_schemathesis_finds_no_server_error_in_the_joining_operations(database, redis_url, monkeypatch):
+    """Generated requests against every joining/manage operation, with random tokens and with
+    real ones (a pending and an active subscriber): never a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+
+    monkeypatch.setenv("NEWSLETTER_REDIS_URL", redis_url)
+    monkeypatch.setenv("NEWSLETTER_SIGNUP_IP_LIMIT_PER_HOUR", "100000")
+    reset_settings()
+    settings = get_settings()
+    monkeypatch.setattr(joining, "enqueue_email", lambda *a, **k: None)  # no broker here
+    with session_scope() as s:
+        joining.signup(s, settings, "pending@example.com", "P")
+        s.add(
+            Subscriber(email="on@example.com", email_key="on@example.com", name="On", status="active", status_reason="")
+        )
+        nonce = s.scalar(select(Subscriber.confirm_nonce).where(Subscriber.email_key == "pending@example.com"))
+    ids = Identities(settings)
+    real = [
+        ids.manage_token("on@example.com"),
+        ids.manage_token("pending@example.com"),
+        ConfirmLinks(settings).make("pending@example.com", nonce),
+    ]
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+    operations = [r.ok() for r in schema.get_all_operations()]
+    ours = [op for op in operations if op.path.startswith(("/subscribe", "/confirm", "/manage"))]
+    assert len(ours) == 9
+    statuses: set[int] = set()
+    for operation in ours:
+
+        @given(case=operation.as_strategy())
+        @hsettings(
+            max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+        )
+        def check(case) -> None:  # noqa: ANN001
+            tokens = [None, *real] if "token" in (case.path_parameters or {}) else [None]
+            for token in tokens:
+                if token:
+                    case.path_parameters["token"] = token
+                response = case.call()
+                statuses.add(response.status_code)
+                assert response.status_code < 500, (case.method, case.formatted_path, response.text[:300])
+
+        check()
+    assert {200, 202, 400, 403, 422} <= statuses

@@ -89,3 +89,17 @@ def test_suppress_is_one_conditional_update(database):
         S.COMPLAINED,
         S.ERASED,
     ]
+
+
+def test_staff_bring_a_bounced_address_back_with_the_cli(database):
+    from .test_cli import run
+
+    add("back@example.com", S.BOUNCED)
+    add("gone@example.com", S.ERASED)
+    proc = run("subscribers", "set-status", "BACK@example.com", "active", "--reason", "mailbox fixed")
+    assert proc.returncode == 0 and "back@example.com is now active" in proc.stdout.lower()
+    assert status_of("back@example.com") == S.ACTIVE
+    refused = run("subscribers", "set-status", "gone@example.com", "active")
+    assert refused.returncode == 2 and "erased" in refused.stderr and "Traceback" not in refused.stderr
+    assert run("subscribers", "set-status", "back@example.com", "sleeping").returncode == 2
+    assert run("subscribers", "set-status", "nobody@example.com", "active").returncode == 2

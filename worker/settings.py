@@ -117,12 +117,12 @@ class Settings(BaseSettings):
     max_request_bytes: AtLeastOne = 1_048_576
 
     # Joining (worker.joining): double opt-in signup, confirmation and welcome emails.
-    confirm_link_days: float = 7
+    confirm_link_days: Positive = 7
     welcome_email: bool = False
     signup_blocked_domains: str = ""
     signup_disposable_domains: str = ""
-    signup_ip_limit_per_hour: int = 20
-    signup_address_limit_per_hour: int = 5
+    signup_ip_limit_per_hour: Annotated[int, Field(ge=0)] = 20  # 0: no limit
+    signup_address_limit_per_hour: Annotated[int, Field(ge=0)] = 5  # 0: no limit
 
     @classmethod
     def settings_customise_sources(

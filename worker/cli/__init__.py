@@ -10,7 +10,17 @@ from __future__ import annotations
 import sys
 
 from ..errors import InputError, NewsletterError, NotFound
-from . import campaigns, db, delivery, episodes, feeds, privacy, subscribers, web  # noqa: F401  (they register the commands)
+from . import (  # noqa: F401  (they register the commands)
+    campaigns,
+    db,
+    delivery,
+    episodes,
+    feeds,
+    privacy,
+    statuses,
+    subscribers,
+    web,
+)
 from ._common import app, err
 
 __all__ = ["app", "main"]

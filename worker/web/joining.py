@@ -37,7 +37,7 @@ CHECK_INBOX = "Check your inbox"
 
 
 class SignupRequest(BaseModel):
-    email: str = Field(max_length=320, description="The address to subscribe")
+    email: str = Field(max_length=320, description="The address to subscribe", json_schema_extra={"format": "email"})
     name: str = Field("", max_length=200, description="Optional display name")
     website: str = Field("", max_length=200, description="Honeypot: leave empty")
 
@@ -51,7 +51,7 @@ _FORM_SCHEMA = {
     "type": "object",
     "required": ["email"],
     "properties": {
-        "email": {"type": "string", "maxLength": 320},
+        "email": {"type": "string", "format": "email", "maxLength": 320},
         "name": {"type": "string", "maxLength": 200},
         HONEYPOT: {"type": "string", "maxLength": 200},
     },

@@ -103,3 +103,25 @@ def test_staff_bring_a_bounced_address_back_with_the_cli(database):
     assert refused.returncode == 2 and "erased" in refused.stderr and "Traceback" not in refused.stderr
     assert run("subscribers", "set-status", "back@example.com", "sleeping").returncode == 2
     assert run("subscribers", "set-status", "nobody@example.com", "active").returncode == 2
+
+
+def test_the_readme_table_is_the_transitions_table():
+    from worker.settings import PROJECT_DIR
+
+    readme = (PROJECT_DIR / "README.md").read_text()
+    lines = readme[readme.index("| from \\ to |") :].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")][1:]
+    words = {"person": Actor.SUBSCRIBER, "staff": Actor.STAFF, "mail system": Actor.DELIVERY}
+    documented = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == "(new)":
+            continue
+        for to, cell in zip(header, cells[1:], strict=True):
+            who = frozenset(actor for word, actor in words.items() if word in cell)
+            if who:
+                documented[(cells[0], to)] = who
+    assert documented == {pair: who for pair, who in TRANSITIONS.items() if pair[1] in header}
+    assert set(header) | {S.PENDING} == set(S.ALL)

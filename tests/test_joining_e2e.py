@@ -23,8 +23,6 @@ from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 
-from .conftest import CHROMIUM
-from .conftest import CHROMIUM_ARGS as ARGS
 from .factories import seed_subscribers, wait_done
 from .smtp_server import free_port
 from .stack import wait_for
@@ -55,16 +53,6 @@ def site(postgres_url, redis_url, smtp_server, monkeypatch):
     dispose_engines()
 
 
-@pytest.fixture
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
 def status_of(address: str) -> str | None:
     with session_scope() as s:
         return s.scalar(select(Subscriber.status).where(Subscriber.email_key == address))
@@ -90,8 +78,8 @@ def shoot(browser, name: str, url: str | None = None, html: str | None = None) -
             page.close()
 
 
-def test_a_listener_signs_up_confirms_and_gets_the_next_campaign_once(site, chromium, smtp_server, stack, seed_path):
-    base = site
+def test_a_listener_signs_up_confirms_and_gets_the_next_campaign_once(site, browser, smtp_server, stack, seed_path):
+    base, chromium = site, browser
     seed_subscribers(2)
     stack.start_worker()
     page = chromium.new_page()

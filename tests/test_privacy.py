@@ -13,7 +13,7 @@ from sqlalchemy import select
 from worker.db import get_engine, session_scope
 from worker.episodes import load_episode
 from worker.joining import signup
-from worker.models import Erasure, Subscriber, TestSend
+from worker.models import DeliveryEvent, Erasure, Subscriber, TestSend
 from worker.privacy import erase
 from worker.publish import publish_episode
 from worker.sending import Sender
@@ -114,6 +114,16 @@ def test_erase_leaves_no_trace_but_the_keyed_hash(database, seed_path, tmp_path)
                 name="Zyxwv Erasable",
                 status="active",
                 status_reason="550 5.1.1 <erase.me@example.com> no",
+            )
+        )
+        s.add(
+            DeliveryEvent(
+                event_key=f"ses:abc:{address.lower()}",
+                kind="soft_bounce",
+                source="ses",
+                email=address,
+                detail=f"mailbox of {address} full",
+                payload=f'{{"to": "{address}"}}',
             )
         )
         s.add(TestSend(recipient=address, requested_by="staff", status="failed", error=f"550 <{address}> unknown"))

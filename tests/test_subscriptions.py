@@ -92,7 +92,7 @@ def test_suppress_is_one_conditional_update(database):
 
 
 def test_staff_bring_a_bounced_address_back_with_the_cli(database):
-    from .test_cli import run
+    from .factories import cli as run
 
     add("back@example.com", S.BOUNCED)
     add("gone@example.com", S.ERASED)

@@ -12,17 +12,28 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from .errors import NotFound
-from .models import Campaign, Delivery, DeliveryStatus, EpisodeRecord, Erasure, Subscriber, TestSend, utcnow
+from .models import (
+    Campaign,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    EpisodeRecord,
+    Erasure,
+    Subscriber,
+    TestSend,
+    utcnow,
+)
 from .models import SubscriberStatus as S
 from .subscribers import export_cell
 from .subscriptions import Actor, erasure_hash, transition
@@ -150,6 +161,29 @@ def erase(session: Session, signing_key: str, email: str) -> ErasureReport:
         .values(recipient="erased", error=None)
         .execution_options(synchronize_session=False)
     )
+    _clear_events(session, sub_id, key, digest)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert(Erasure).values(key_hash=digest, erased_at=now).on_conflict_do_nothing())
     return ErasureReport(False, cleared)
+
+
+def _clear_events(session: Session, sub_id: int, key: str, digest: str) -> None:
+    """Bounce and complaint reports about the address: address, detail and raw payload go; the
+    unique event key keeps deduplicating with the address in it replaced by part of the hash."""
+    pattern = re.compile(re.escape(key), re.IGNORECASE)
+    rows = session.execute(
+        select(DeliveryEvent.id, DeliveryEvent.event_key).where(
+            or_(
+                DeliveryEvent.subscriber_id == sub_id,
+                func.lower(DeliveryEvent.email) == key,
+                func.lower(DeliveryEvent.event_key).contains(key, autoescape=True),
+            )
+        )
+    ).all()
+    for event_id, event_key in rows:
+        session.execute(
+            update(DeliveryEvent)
+            .where(DeliveryEvent.id == event_id)
+            .values(event_key=pattern.sub(f"erased-{digest[:16]}", event_key), email="", detail="", payload="")
+            .execution_options(synchronize_session=False)
+        )

@@ -80,8 +80,9 @@ def test_import_pending_or_confirmed(database, tmp_path):
     # again within the hour: no second confirmation email
     assert "confirmation emails queued 0" in run("subscribers", "import", "--pending", file, check=True).stdout
     file.write_text("email,status\nnew3@example.com,\nnew4@example.com,unsubscribed\nx@example.com,erased\n")
+    # a bad row is reported and makes the exit status 1; the good rows still go in
     proc = run("subscribers", "import", "--confirmed", file)
-    assert proc.returncode == 0 and "line 4" in proc.stderr and "status 'erased'" in proc.stderr
+    assert proc.returncode == 1 and "line 4" in proc.stderr and "status 'erased'" in proc.stderr
     with session_scope() as s:
         got = dict(s.execute(select(Subscriber.email, Subscriber.status)).all())
     assert got["new3@example.com"] == "active" and got["new4@example.com"] == "unsubscribed"

@@ -332,3 +332,11 @@ def test_mailgun_forged_stale_and_malformed_posts_change_nothing(hooks):
     assert hooks.post("/hooks/mailgun", content=b"garbage").status_code == 400
     assert hooks.post("/hooks/mailgun", content=json.dumps({"event-data": event})).status_code == 400
     assert events() == 0 and state("mg-x@example.org")[0] == "active"
+
+
+def test_a_flood_of_webhook_posts_is_cut_off(hooks, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_POSTS_PER_MINUTE", "3")
+    reset_settings()
+    client = TestClient(create_app(get_settings()))
+    answers = [client.post("/hooks/mailgun", content=b"garbage").status_code for _ in range(5)]
+    assert answers == [400, 400, 400, 429, 429]

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = 3
     soft_bounce_window_days: float = 30
     webhook_replay_window: float = 300
+    webhook_posts_per_minute: int = 6000
     ses_sns_topics: str = ""
     postmark_webhook_user: str = "postmark"
     postmark_webhook_secret: str = ""

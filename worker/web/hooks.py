@@ -20,11 +20,25 @@ from starlette.concurrency import run_in_threadpool
 from ..bounces.events import Report
 from ..bounces.webhooks import SNSEndpoint, intake, parse_mailgun, parse_postmark, parse_ses
 from ..errors import WebhookRejected
+from ..throttle import Throttle
 from .auth import AppSettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/hooks", tags=["webhooks"])
 _default_sns = SNSEndpoint()
+
+
+def _too_many() -> JSONResponse:
+    return JSONResponse({"detail": "too many webhook posts from this address"}, 429, headers={"Retry-After": "60"})
+
+
+def _within_rate(request: Request, settings) -> bool:  # noqa: ANN001
+    """NEWSLETTER_WEBHOOK_POSTS_PER_MINUTE per client address, over all web processes."""
+    throttle = getattr(request.app.state, "hooks_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.hooks_throttle = Throttle(settings.limiter_redis_url, prefix="newsletter:hooks:")
+    client = request.client.host if request.client else "unknown"
+    return throttle.hit(f"hooks:{client}", settings.webhook_posts_per_minute, 60)
 
 
 def _answer(settings, parse: Callable[[], list[Report]], replay_status: int, who: str) -> JSONResponse:  # noqa: ANN001
@@ -42,6 +56,8 @@ def _answer(settings, parse: Callable[[], list[Report]], replay_status: int, who
 
 @router.post("/ses", summary="Amazon SES bounce, complaint and delivery notifications (SNS)")
 async def ses(request: Request, settings: AppSettings) -> JSONResponse:
+    if not _within_rate(request, settings):
+        return _too_many()
     body = await request.body()
     sns = getattr(request.app.state, "sns", None) or _default_sns
     return await run_in_threadpool(
@@ -51,6 +67,8 @@ async def ses(request: Request, settings: AppSettings) -> JSONResponse:
 
 @router.post("/postmark", summary="Postmark bounce, spam complaint and delivery webhooks")
 async def postmark(request: Request, settings: AppSettings) -> JSONResponse:
+    if not _within_rate(request, settings):
+        return _too_many()
     body = await request.body()
     auth = request.headers.get("authorization", "")
     return await run_in_threadpool(_answer, settings, lambda: parse_postmark(body, auth, settings), 403, "Postmark")
@@ -58,5 +76,7 @@ async def postmark(request: Request, settings: AppSettings) -> JSONResponse:
 
 @router.post("/mailgun", summary="Mailgun failed, complained and delivered webhooks")
 async def mailgun(request: Request, settings: AppSettings) -> JSONResponse:
+    if not _within_rate(request, settings):
+        return _too_many()
     body = await request.body()
     return await run_in_threadpool(_answer, settings, lambda: parse_mailgun(body, settings), 406, "Mailgun")

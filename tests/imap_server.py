@@ -116,3 +116,60 @@ class IMAPServer(socketserver.ThreadingTCPServer):
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
+
+
+class _POP3Session(socketserver.StreamRequestHandler):
+    """RFC 1939: USER, PASS, STAT, LIST, RETR, DELE, NOOP, RSET, QUIT (deletions on QUIT only)."""
+
+    server: POP3Server
+
+    def send(self, line: str | bytes) -> None:
+        self.wfile.write(line.encode() if isinstance(line, str) else line)
+
+    def handle(self) -> None:
+        box = self.server.mailbox
+        self.send("+OK POP3 test server ready\r\n")
+        user, authed, deleted = None, False, set()
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            command, _, arg = line.decode().rstrip("\r\n").partition(" ")
+            command = command.upper()
+            if command == "USER":
+                user = arg
+                self.send("+OK\r\n")
+            elif command == "PASS":
+                authed = (user, arg) == (box.user, box.password)
+                self.send("+OK logged in\r\n" if authed else "-ERR [AUTH] invalid credentials\r\n")
+            elif command == "QUIT":
+                with box.lock:
+                    box.messages = [m for i, m in enumerate(box.messages) if i + 1 not in deleted]
+                self.send("+OK bye\r\n")
+                return
+            elif not authed:
+                self.send("-ERR log in first\r\n")
+            elif command == "STAT":
+                with box.lock:
+                    live = [m for i, m in enumerate(box.messages) if i + 1 not in deleted]
+                self.send(f"+OK {len(live)} {sum(len(raw) for raw, _ in live)}\r\n")
+            elif command == "RETR":
+                raw = box.messages[int(arg) - 1][0]
+                stuffed = b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in raw.split(b"\r\n"))
+                self.send(f"+OK {len(raw)} octets\r\n".encode() + stuffed.rstrip(b"\r\n") + b"\r\n.\r\n")
+            elif command == "DELE":
+                deleted.add(int(arg))
+                self.send("+OK deleted\r\n")
+            elif command in ("NOOP", "RSET"):
+                if command == "RSET":
+                    deleted.clear()
+                self.send("+OK\r\n")
+            else:
+                self.send("-ERR unknown command\r\n")
+
+
+class POP3Server(IMAPServer):
+    def __init__(self, mailbox: Mailbox):
+        self.mailbox = mailbox
+        socketserver.ThreadingTCPServer.__init__(self, ("127.0.0.1", 0), _POP3Session)
+        self.port = self.server_address[1]

@@ -19,7 +19,7 @@ from worker.settings import Settings, get_settings, reset_settings
 
 from .factories import cli
 from .feedback_helpers import sent_delivery
-from .imap_server import IMAPServer, Mailbox
+from .imap_server import IMAPServer, Mailbox, POP3Server
 
 VERP_ADDR = "bounces@news.example.org"
 
@@ -240,6 +240,25 @@ def test_returned_mail_over_imap(verp_env, monkeypatch):
         monkeypatch.setenv("NEWSLETTER_BOUNCE_MAILBOX", f"imap://bounces:wrong@127.0.0.1:{server.port}/INBOX")
         reset_settings()
         with pytest.raises(TemporaryFailure, match="127.0.0.1"):
+            poll_mailbox(get_settings())
+
+
+def test_returned_mail_over_pop3(verp_env, monkeypatch):
+    v = VERP(verp_env)
+    gone = sent("pop-gone@example.org")
+    store = Mailbox()
+    store.add(dsn(v.address(gone.id), "pop-gone@example.org", gone.message_id))
+    store.add(VACATION)
+    with POP3Server(store) as server:
+        monkeypatch.setenv("NEWSLETTER_BOUNCE_MAILBOX", f"pop3://bounces:secret@127.0.0.1:{server.port}")
+        reset_settings()
+        result = poll_mailbox(get_settings())
+        assert (result.messages, result.recorded) == (2, 1)
+        assert subscriber_status("pop-gone@example.org") == "bounced"
+        assert store.messages == []  # deleted on QUIT
+        monkeypatch.setenv("NEWSLETTER_BOUNCE_MAILBOX", f"pop3://bounces:wrong@127.0.0.1:{server.port}")
+        reset_settings()
+        with pytest.raises(TemporaryFailure):
             poll_mailbox(get_settings())
 
 

@@ -157,8 +157,11 @@ class Sender:
             failure: Exception | None = None
             try:
                 message, mid = template.build(Recipient(row.email, row.name))
-            except InputError as exc:  # an address that reached the database without validation
+            except InputError as exc:  # an address that cannot be written into a header
                 failure = PermanentFailure(f"cannot address: {exc}")
+            except Exception as exc:  # whatever else breaks one message fails that delivery, not the batch
+                log.exception("cannot build the message of delivery %s", row.id)
+                failure = PermanentFailure(f"cannot build the message: {type(exc).__name__}: {exc}", suppress=False)
             else:
                 try:
                     envelope = self.verp.address(row.id) if self.verp else envelope_from

@@ -32,6 +32,7 @@ class Received:
     envelope_from: str
     rcpt: str
     data: bytes
+    mail_options: list[str] = field(default_factory=list)  # e.g. ["SMTPUTF8", "BODY=8BITMIME"]
 
     @property
     def message(self):  # noqa: ANN201
@@ -126,7 +127,7 @@ class FaultyHandler:
         data = envelope.original_content or envelope.content
         with self.lock:
             for r in rcpts:
-                self.received.append(Received(envelope.mail_from, r, data))
+                self.received.append(Received(envelope.mail_from, r, data, list(envelope.mail_options)))
         return "250 2.0.0 accepted"
 
     # -- what the tests read ------------------------------------------------------------------
@@ -140,11 +141,16 @@ class FaultyHandler:
 
 
 class SMTPServer:
-    def __init__(self, handler: FaultyHandler | None = None):
+    def __init__(self, handler: FaultyHandler | None = None, *, smtputf8: bool = False):
+        """`smtputf8`: offer RFC 6531 SMTPUTF8 (aiosmtpd refuses non-ASCII addresses without it)."""
         self.handler = handler or FaultyHandler()
         self.port = free_port()
         self.controller = Controller(
-            self.handler, hostname="127.0.0.1", port=self.port, data_size_limit=10 * 1024 * 1024
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            data_size_limit=10 * 1024 * 1024,
+            enable_SMTPUTF8=smtputf8,
         )
 
     @property

@@ -13,15 +13,16 @@ import logging
 import re
 from email import policy
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from types import SimpleNamespace
 
 from sqlalchemy import select
 
+from . import headers
 from .db import session_scope
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .joining import ConfirmLinks
-from .message import Identities, address_header
+from .message import Identities
 from .models import Subscriber
 from .models import SubscriberStatus as S
 from .ratelimit import RateLimiter
@@ -90,12 +91,15 @@ def build_joining(settings: Settings, kind: str, email: str, name: str, links: d
     does not (nobody is subscribed yet). Raises ConfigError for a bad NEWSLETTER_FROM_ADDR."""
     subject, html, text = render_joining(settings, kind, email, name, links)
     msg = EmailMessage(policy=_POLICY)
+    # Text headers folded by worker.headers (encoded-words of at most 75 characters) and set raw:
+    # the stdlib would refold them at the policy's 998 columns into one overlong encoded-word.
+    sender_name, sender_addr = parseaddr(settings.from_addr)
     try:
-        msg["From"] = settings.from_addr
-    except (ValueError, IndexError) as exc:
+        msg.set_raw("From", _value(headers.address_field("From", sender_name, sender_addr)))
+    except InputError as exc:
         raise ConfigError(f"NEWSLETTER_FROM_ADDR is not an address: {settings.from_addr!r}") from exc
-    msg["To"] = address_header(name, email)
-    msg["Subject"] = subject
+    msg.set_raw("To", _value(headers.address_field("To", name, email)))
+    msg.set_raw("Subject", _value(headers.text_field("Subject", subject)))
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(kind, domain=settings.sender_domain)
     msg["Auto-Submitted"] = "auto-generated"
@@ -106,6 +110,11 @@ def build_joining(settings: Settings, kind: str, email: str, name: str, links: d
     msg.set_content(text, cte="quoted-printable")
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
     return msg.as_bytes()
+
+
+def _value(folded: str) -> str:
+    """A folded `Name: value` field from `worker.headers` as the value `set_raw` takes."""
+    return folded.split(": ", 1)[1] + "\r\n"
 
 
 #: Who may get each kind: a confirmation only while pending or unsubscribed, a welcome only

@@ -16,12 +16,12 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formatdate, parseaddr
 from html import escape as html_escape
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from . import headers
 from .errors import ConfigError, InputError
 from .render import RenderedEmail
 from .settings import Settings
@@ -112,27 +112,23 @@ def _ascii_header(name: str, value: str) -> bytes:
     return f"{name}: {value}".encode("ascii") + CRLF
 
 
+def _field(folded: str) -> bytes:
+    """A folded header field from `worker.headers` as bytes. UTF-8 only for an address whose
+    local part is not ASCII (RFC 6532), which only a server offering SMTPUTF8 accepts."""
+    return folded.encode("utf-8") + CRLF
+
+
 def _text_header(name: str, value: str) -> bytes:
-    """A free-text header (Subject): RFC 2047 when not ASCII. `clean_line` already removed CR/LF,
-    so nothing in the value can start a header of its own."""
-    value = clean_line(value)
-    try:
-        value.encode("ascii")
-        if len(name) + 2 + len(value) <= 998:
-            return f"{name}: {value}".encode("ascii") + CRLF
-    except UnicodeEncodeError:
-        pass
-    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=76)
-    return f"{name}: {encoded}".encode("ascii") + CRLF
+    """A free-text header (Subject): RFC 2047 encoded-words of at most 75 characters when not
+    ASCII, folded (see `worker.headers`)."""
+    return _field(headers.text_field(name, value))
 
 
 def address_header(name: str, email: str) -> str:
-    """`Name <addr>` with the name quoted or RFC 2047-encoded; refuses anything that is not one
-    plain address."""
-    email = email.strip()
-    if not email or any(c in email for c in '\r\n<>,;"() \t') or email.count("@") != 1:
-        raise InputError(f"not a single email address: {email[:80]!r}")
-    return formataddr((clean_line(name)[:120], email), charset="utf-8")
+    """`Name <addr>` on one line: the name quoted or as RFC 2047 encoded-words (each at most 75
+    characters), the domain in ASCII (IDNA). Raises InputError for anything that is not one plain
+    address. For a folded header field use `worker.headers.address_field`."""
+    return headers.address_field("X", name, email).removeprefix("X: ").replace("\r\n ", " ")
 
 
 def _qp(text: str) -> bytes:
@@ -196,18 +192,17 @@ class MessageTemplate:
         seed = hashlib.sha256(content.encode() + (ics or b"")).hexdigest()[:24]
         self._mixed = f"=_nl_mixed_{seed}"
         self._alt = f"=_nl_alt_{seed}"
-        self._static_head = b"".join(
-            [
-                _ascii_header("From", address_header(sender_name, sender_addr)),
-            ]
-        )
+        try:
+            self._static_head = _field(headers.address_field("From", sender_name, sender_addr))
+        except InputError as exc:
+            raise ConfigError(f"NEWSLETTER_FROM_ADDR: {exc}") from None
         list_name = clean_line(settings.list_name).replace('"', "")
         self._static_tail = b"".join(
             [
                 _text_header("Subject", rendered.subject),
-                _ascii_header(
-                    "List-Id", f'"{list_name}" <{settings.list_id}>' if list_name.isascii() else f"<{settings.list_id}>"
-                ),
+                _ascii_header("List-Id", f'"{list_name}" <{settings.list_id}>')
+                if list_name.isascii()
+                else _field(headers.list_id_field(list_name, settings.list_id)),
                 _ascii_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
                 _ascii_header("MIME-Version", "1.0"),
                 _ascii_header("Content-Type", f'multipart/mixed; boundary="{self._mixed}"'),
@@ -245,8 +240,9 @@ class MessageTemplate:
         return self._unsubscribe(email)[0]
 
     def build(self, recipient: Recipient, date: str | None = None) -> tuple[bytes, str]:
-        """The bytes for one recipient and their Message-ID. `date` defaults to now."""
-        to = address_header(recipient.name, recipient.email)
+        """The bytes for one recipient and their Message-ID. `date` defaults to now. Raises
+        InputError for an address that cannot be written into a header (see `worker.headers`)."""
+        to = _field(headers.address_field("To", recipient.name, recipient.email))
         unsub_url, mailto = self._unsubscribe(recipient.email)
         mid = self._ids.message_id(self._id_key, recipient.email)
         values = self._values(recipient, unsub_url)
@@ -254,7 +250,7 @@ class MessageTemplate:
         head = b"".join(
             [
                 self._static_head,
-                _ascii_header("To", to),
+                to,
                 _ascii_header("Date", date or formatdate(usegmt=True)),
                 _ascii_header("Message-ID", mid),
                 _ascii_header("List-Unsubscribe", f"<{unsub_url}>, <{mailto}>"),

@@ -34,12 +34,14 @@ CHUNK = 2000
 
 
 def normalise_email(value: str, *, where: str | None = None) -> str:
-    """A syntactically valid address (no DNS), domain lower-cased; InputError otherwise."""
+    """A syntactically valid address (no DNS), domain lower-cased; InputError otherwise.
+    Internationalised domains and local parts are accepted (RFC 6531): the domain goes out in
+    its ASCII form, a non-ASCII local part only through a server offering SMTPUTF8."""
     value = (value or "").strip()
     if any(c in value for c in "\r\n\x00"):
         raise InputError("an email address cannot contain line breaks", source=where)
     try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise InputError(f"{value[:80]!r} is not a valid email address ({exc})", source=where) from None
     return result.normalized

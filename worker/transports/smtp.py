@@ -3,6 +3,10 @@
 One persistent connection, checked with NOOP before reuse after idling, reopened after any
 failure. SMTP replies map onto the exception tree: 4xx, a dropped connection or a timeout is
 temporary; 5xx is permanent.
+
+Addresses go out in their wire form (`worker.headers.wire_address`): an internationalised
+domain in ASCII (IDNA); a local part that is not ASCII only with SMTPUTF8 (RFC 6531), and a
+permanent failure for that recipient when the server does not offer it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
+from ..errors import ConfigError, InputError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
+from ..headers import needs_smtputf8, wire_address
 from .base import Transport
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
@@ -113,12 +118,17 @@ class SMTPTransport(Transport):
             raise ConfigError(f"the envelope sender {envelope_from!r} is not a plain address")
         if _UNSAFE.search(recipient):
             raise PermanentFailure(f"not a plain address: {recipient!r}", suppress=True)
+        try:
+            envelope_from, recipient = wire_address(envelope_from), wire_address(recipient)
+        except InputError as exc:
+            raise PermanentFailure(f"cannot address {recipient!r}: {exc}", suppress=False) from None
         conn = self._connection()
+        options = self._mail_options(conn, envelope_from, recipient, message)
         try:
             if conn.has_extn("pipelining"):
-                delivered = self._send_pipelined(conn, envelope_from, recipient, message, confirm)
+                delivered = self._send_pipelined(conn, envelope_from, recipient, message, confirm, options)
             else:
-                delivered = self._send_stepwise(conn, envelope_from, recipient, message, confirm)
+                delivered = self._send_stepwise(conn, envelope_from, recipient, message, confirm, options)
         except (PermanentFailure, TemporaryFailure):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
@@ -129,10 +139,32 @@ class SMTPTransport(Transport):
         self._last_used = time.monotonic()
         return delivered
 
+    @staticmethod
+    def _mail_options(conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes) -> str:
+        """ " SMTPUTF8 BODY=8BITMIME" when an address is not ASCII (RFC 6531), else "". Raises
+        PermanentFailure (the address is not held against the subscriber) when the server does
+        not offer SMTPUTF8: nothing was sent."""
+        if not (needs_smtputf8(recipient) or needs_smtputf8(envelope_from)):
+            return ""
+        if not conn.has_extn("smtputf8"):
+            raise PermanentFailure(
+                f"{recipient}: the part before the @ is not ASCII and the server does not offer SMTPUTF8 "
+                "(RFC 6531), so it cannot be addressed",
+                suppress=False,
+            )
+        conn.command_encoding = "utf-8"
+        return " SMTPUTF8" + (" BODY=8BITMIME" if conn.has_extn("8bitmime") and not message.isascii() else "")
+
     def _send_stepwise(
-        self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None
+        self,
+        conn: smtplib.SMTP,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        confirm: Callable[[], bool] | None,
+        options: str = "",
     ) -> bool:
-        code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>")
+        code, resp = conn.docmd("mail", f"FROM:<{envelope_from}>{options}")
         if code != 250:
             raise self._refused(code, resp, recipient, "mail")
         code, resp = conn.docmd("rcpt", f"TO:<{recipient}>")
@@ -147,11 +179,17 @@ class SMTPTransport(Transport):
         return True
 
     def _send_pipelined(
-        self, conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None
+        self,
+        conn: smtplib.SMTP,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        confirm: Callable[[], bool] | None,
+        options: str = "",
     ) -> bool:
         """RFC 2920: MAIL, RCPT and DATA in one write, then their three replies in order: two
         round trips a message instead of four."""
-        conn.send(f"MAIL FROM:<{envelope_from}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"))
+        conn.send(f"MAIL FROM:<{envelope_from}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
         body = _dot_stuffed(message)  # while the server answers
         mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
         failed = next(

@@ -13,9 +13,10 @@ from sqlalchemy import select, update
 from worker import headers
 from worker.db import session_scope
 from worker.errors import InputError, PermanentFailure
-from worker.ledger import counts, create_campaign, resend_uncertain
+from worker.ledger import counts, resend_uncertain
 from worker.message import MessageTemplate, Recipient, compose
 from worker.models import Delivery, Subscriber
+from worker.publish import create_campaign
 from worker.sending import Sender
 from worker.settings import get_settings, reset_settings
 from worker.transports.smtp import SMTPTransport

@@ -499,3 +499,12 @@ def test_every_email_stays_under_60_kb_whatever_the_input(settings, script):
         html, text = template.personalised(Recipient("r@example.org"))
         assert "View this email in your browser" in html and "Unsubscribe" in text  # the skeleton stays
     assert len(template.ics) < 8_000
+
+
+def test_sentences_keep_titles_and_initials_together():
+    from worker.digest.highlights import sentences
+
+    got = [
+        s.text for s in sentences(("Dr. Paul Campbell met the U.S. Senate and J. R. Hartley on Monday. It went well.",))
+    ]
+    assert got == ["Dr. Paul Campbell met the U.S. Senate and J. R. Hartley on Monday.", "It went well."]

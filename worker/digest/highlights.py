@@ -110,7 +110,7 @@ _NEW_STORY = re.compile(
 _SENTENCE = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9£$€])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
 _ACRONYM = re.compile(r"^[A-Z]{2}$")  # AI, UK, EU: short but they name the story
-_ABBREV = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|Sir|St|No|vs|etc|e\.g|i\.e|Inc|Ltd|Co)\.$")
+_ABBREV = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|Sir|St|No|vs|etc|e\.g|i\.e|Inc|Ltd|Co)|\b[A-Z])\.$")  # "Dr.", "U.S."
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ class NotFound(NewsletterError):
     """A campaign, episode or subscriber that does not exist."""
 
 
+class ClaimExpired(NewsletterError):
+    """A worker could not confirm its claim within the claim lease (it heard nothing from the
+    database): a sweeper elsewhere may have taken the rows over, so it must send no more of them."""
+
+
 class TransportError(NewsletterError):
     """Sending one message failed. `code` is the SMTP reply code when there was one."""
 

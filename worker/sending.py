@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .bounces.verp import verp_for
 from .db import session_factory
 from .errors import (
+    ClaimExpired,
     ConfigError,
     DeliveryUncertain,
     InputError,
@@ -26,6 +27,7 @@ from .errors import (
     Throttled,
 )
 from .holds import mark_throttled, mark_uncertain, pause_campaign, record_provider_id
+from .lease import Lease
 from .ledger import (
     ProgressWriter,
     claim_batch,
@@ -113,15 +115,22 @@ class Sender:
                 if time.monotonic() - started > time_budget or outcome.stopped:
                     break
                 token = uuid.uuid4().hex
+                # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
+                lease = Lease(self.settings.claim_lease)
+                lease.renew(time.monotonic())
                 rows = claim_batch(session, campaign_id, token, self.settings.batch_size, self.worker_name)
                 if not rows:
                     break
                 outcome.batches += 1
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
-                progress = ProgressWriter.open(session.get_bind())
+                progress = ProgressWriter.open(session.get_bind(), lease)
                 try:
                     self._send_rows(session, progress, token, template, rows, outcome, campaign_id)
+                except ClaimExpired as exc:
+                    # Cut off from the database: the sweeper hands the rest to someone else.
+                    log.warning("campaign %s: %s; leaving the batch", campaign_id, exc)
+                    outcome.stopped = f"claim expired: {exc}"
                 finally:
                     progress.close()
                     release_claim(session, token)

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from ..clock import SQLITE_NOW
+from ..errors import ClaimExpired
+from ..lease import Lease, await_reply
 from ..models import DeliveryStatus
 
 D = DeliveryStatus
@@ -44,11 +46,13 @@ class ProgressWriter(ABC):
         self._last_beat = 0.0
 
     @staticmethod
-    def open(engine: Engine) -> ProgressWriter:
-        """A writer on its own autocommit connection from `engine`'s pool."""
+    def open(engine: Engine, lease: Lease | None = None) -> ProgressWriter:
+        """A writer on its own autocommit connection from `engine`'s pool. `lease` (PostgreSQL):
+        how long the batch's claim is surely ours (worker/lease.py); `ours()` raises ClaimExpired
+        rather than wait for the database past it."""
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         if engine.dialect.name == "postgresql":
-            return PostgresProgress(conn)
+            return PostgresProgress(conn, lease)
         return SqliteProgress(conn)
 
     def _beat_due(self) -> bool:
@@ -103,8 +107,9 @@ class PostgresProgress(ProgressWriter):
         b"nl_progress_sent": PG_SENT.format(**_S),
     }
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, lease: Lease | None = None):
         super().__init__(conn)
+        self._lease = lease
         self._answer: list[bool] | None = None  # where the reply of the statement in flight goes
         self._pq: Any = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]  # psycopg's libpq
         self._prepare()
@@ -129,7 +134,9 @@ class PostgresProgress(ProgressWriter):
     def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
         self._settle()  # a previous start nobody waited for (an error path)
         prev, mid = finished if finished else (None, None)
-        name = b"nl_progress_beat" if self._beat_due() else b"nl_progress"
+        beat = self._beat_due()
+        name = b"nl_progress_beat" if beat else b"nl_progress"
+        sent_at = time.monotonic()
         self._pq.send_query_prepared(
             name,
             [
@@ -143,9 +150,19 @@ class PostgresProgress(ProgressWriter):
         self._answer = answer
 
         def ours() -> bool:
+            if self._lease is not None and self._answer is answer:
+                try:
+                    await_reply(self._pq, self._lease, f"delivery {delivery_id}")
+                except ClaimExpired:
+                    self._abandon()
+                    raise
             self._settle()
             if not answer:
                 raise RuntimeError("the ledger write for this message failed")
+            if answer[0] and self._lease is not None:
+                if beat:  # the heartbeat ran with the row's move, after `sent_at`
+                    self._lease.renew(sent_at)
+                self._lease.check(f"delivery {delivery_id}")
             return answer[0]
 
         return ours
@@ -166,7 +183,15 @@ class PostgresProgress(ProgressWriter):
             self._pq.exec_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode()])
         )
 
+    def _abandon(self) -> None:
+        """Give up on the connection: its reply may never come, and nobody waits for it."""
+        self._answer = None
+        self._conn.invalidate()
+
     def close(self) -> None:
+        if self._conn.invalidated:
+            super().close()
+            return
         try:
             self._settle()
         finally:

@@ -1,0 +1,137 @@
+"""A worker that stops hearing from PostgreSQL must not send what its lease no longer covers.
+
+The worker reaches the database through a relay that, at the fault, keeps passing the worker's
+statements on but holds every reply (a one-way partition: the kind TCP keepalives cannot see,
+since the worker's own link is fine). Its row is then durably 'sending' while it waits to hear
+so. A sweeper on a healthy host sees the claim's heartbeat stop, marks the row uncertain after
+the lease, and an operator resends uncertain rows, which a healthy worker delivers. When the
+replies flow again, the cut-off worker must not send that message a second time: it gives up
+on its claim once the lease since its last confirmed heartbeat has run out (issue 16).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+
+from sqlalchemy.engine import make_url
+
+from worker.db import dispose_engines, migrate, session_scope
+from worker.episodes import load_episode
+from worker.ledger import resend_uncertain, sweep
+from worker.publish import publish_episode
+from worker.settings import get_settings, reset_settings
+
+from ..smtp_server import free_port
+from ..stack import wait_for
+from ..test_sending import campaign_status, seed_subscribers
+
+LEASE = 3.0
+
+
+class Relay:
+    """A TCP relay in a thread. `hold = True` keeps the upstream's bytes from reaching clients
+    (buffered, not dropped) while clients' bytes still go through."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.port = free_port()
+        self.hold = False
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self._ready.set()
+        self.loop.run_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, holdable: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    while holdable and self.hold:
+                        await asyncio.sleep(0.02)
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    def __enter__(self) -> Relay:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hold = False
+
+        async def shut() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+def completed_batches(log: str) -> int:
+    return len(re.findall(r"send_batch\[[^\]]+\] (?:succeeded|raised)", log))
+
+
+def test_a_worker_that_stops_hearing_the_database_sends_nothing_its_lease_no_longer_covers(
+    postgres_url, redis_url, smtp_server, stack, seed_path, monkeypatch
+):
+    for key, value in {
+        "NEWSLETTER_CLAIM_LEASE": str(LEASE),
+        "NEWSLETTER_SEND_RATE": "100",
+        "NEWSLETTER_BATCH_SIZE": "50",
+        "NEWSLETTER_SWEEP_INTERVAL": "3600",  # this test sweeps, at the moments it chooses
+    }.items():
+        monkeypatch.setenv(key, value)
+    reset_settings()
+    dispose_engines()
+    settings = get_settings()
+    migrate(settings)
+    emails = seed_subscribers(300)
+    handler = smtp_server.handler
+    url = make_url(postgres_url)
+    with Relay((url.host, url.port or 5432)) as relay:
+        relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+        cut_off = stack.start_worker(concurrency=1, env={"NEWSLETTER_DATABASE_URL": relayed})
+        log = stack.log_dir / "worker-1.log"
+        cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id
+        wait_for(lambda: len(handler.received) >= 60, 60, "60 messages", details=stack.logs)
+        relay.hold = True  # its statements still land; it hears nothing back
+        done_before = completed_batches(log.read_text())
+
+        def swept_uncertain() -> int:
+            with session_scope() as s:
+                return sweep(s, get_settings()).uncertain
+
+        # the lease runs out on the database's clock; the row it was about to send is uncertain
+        assert wait_for(swept_uncertain, 4 * LEASE, "the cut-off worker's row to be marked uncertain") == 1
+        with session_scope() as s:
+            assert resend_uncertain(s, cid) == 1  # the operator's `newsletter resend --uncertain`
+        stack.start_worker(concurrency=1)  # a healthy host finishes the campaign
+        wait_for(lambda: campaign_status(cid)["state"] == "done", 60, "the campaign to finish",
+                 details=stack.logs)  # fmt: skip
+        relay.hold = False  # the replies flow again
+        wait_for(lambda: completed_batches(log.read_text()) > done_before, 30,
+                 "the cut-off worker to end its batch", details=stack.logs)  # fmt: skip
+        assert cut_off.poll() is None
+    got = handler.per_recipient()
+    assert sorted(got) == sorted(emails)
+    assert {e: n for e, n in got.items() if n > 1} == {}, "the cut-off worker sent past its lease"
+    assert "no longer covered by its claim" in log.read_text()

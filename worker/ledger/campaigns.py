@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, insert, literal, select, update
+from sqlalchemy import Select, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +28,7 @@ from ..models import (
     SubscriberStatus,
 )
 from ..render import RenderedEmail
+from .counts import status_counts
 
 D = DeliveryStatus
 Row = TypeVar("Row")
@@ -82,30 +85,24 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
     were added. The unique (campaign, subscriber) key makes a second call add nobody twice.
     Moves the campaign to SENDING."""
     now = db_now(session)
-    sel = (
-        select(
-            literal(campaign.id, Delivery.campaign_id.type),
-            Subscriber.id,
-            Subscriber.email,
-            Subscriber.name,
-            literal(D.QUEUED, Delivery.status.type),
-            literal(0, Delivery.attempts.type),
-            now,
-        )
-        .where(Subscriber.status == SubscriberStatus.ACTIVE)
-        .where(
-            ~select(Delivery.id)
-            .where(Delivery.campaign_id == campaign.id, Delivery.subscriber_id == Subscriber.id)
-            .exists()
-        )
-    )
+    sel = select(
+        literal(campaign.id, Delivery.campaign_id.type),
+        Subscriber.id,
+        Subscriber.email,
+        Subscriber.name,
+        literal(D.QUEUED, Delivery.status.type),
+        literal(0, Delivery.attempts.type),
+        now,
+    ).where(Subscriber.status == SubscriberStatus.ACTIVE)
+    # The unique (campaign, subscriber) key skips whoever is in already: no anti-join, which
+    # PostgreSQL may plan as a scan of the rows being inserted per subscriber (quadratic).
+    into = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
-        insert(Delivery).from_select(
-            ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel
-        )
+        into(Delivery)
+        .from_select(["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
     )
-    # counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here
-    total = session.scalar(select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign.id)) or 0
+    total = sum(status_counts(session, campaign.id).values())  # kept by the database, not counted
     added = total - (campaign.total or 0)
     campaign.total = total
     campaign.status = CampaignStatus.SENDING

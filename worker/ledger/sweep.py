@@ -6,13 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import db_now
 from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus
 from ..settings import Settings
 from .claims import due
+from .counts import open_rows
 
 log = logging.getLogger(__name__)
 D = DeliveryStatus
@@ -67,9 +68,10 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
         if _mark_done_if_settled(session, campaign, now):
             report.finished.append(campaign.id)
             continue
-        has_claims = session.scalar(select(func.count()).select_from(Claim).where(Claim.campaign_id == campaign.id))
-        due_rows = session.scalar(select(func.count()).select_from(Delivery).where(due(campaign.id, now)))
-        if due_rows and not has_claims:
+        # Whether there is any, not how many: one index probe, not a count of a million rows.
+        has_claims = session.scalar(select(Claim.token).where(Claim.campaign_id == campaign.id).limit(1))
+        due_row = session.scalar(select(Delivery.id).where(due(campaign.id, now)).limit(1))
+        if due_row is not None and has_claims is None:
             report.need_work.append(campaign.id)
     session.commit()
     if report.uncertain or report.requeued:
@@ -83,13 +85,9 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
 
 
 def _mark_done_if_settled(session: Session, campaign: Campaign, now: ColumnElement[datetime]) -> bool:
-    """A campaign is done when no row is queued, claimed, sending or awaiting retry."""
-    open_rows = session.scalar(
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.campaign_id == campaign.id, Delivery.status.in_(D.OPEN))
-    )
-    if open_rows:
+    """A campaign is done when no row is queued, claimed, sending or awaiting retry (the kept
+    counts say so in a few rows; a million rows are never counted)."""
+    if open_rows(session, campaign.id):
         return False
     campaign.status = CampaignStatus.DONE
     campaign.finished_at = now

@@ -22,6 +22,8 @@ from worker.render import DARK, LIGHT
 
 from .test_render import contrast
 
+pytestmark = pytest.mark.integration  # starts Chromium
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "episodes"
 EPISODES = {  # file, send time before its event

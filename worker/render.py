@@ -98,6 +98,7 @@ class RenderedEmail:
     nonce: str
 
     def personaliser(self) -> Personaliser:
+        """A Personaliser for this email (splits it once)."""
         return Personaliser(self)
 
 
@@ -111,6 +112,8 @@ class Personaliser:
         self.text_parts = _split(pattern, rendered.text)
 
     def fill(self, values: dict[str, str]) -> tuple[str, str]:
+        """(html, text) with each slot (see SLOTS) replaced by `values[slot]`, HTML-escaped in
+        the HTML. KeyError for a missing slot."""
         escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
         return _join(self.html_parts, escaped), _join(self.text_parts, values)
 

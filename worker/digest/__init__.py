@@ -193,6 +193,8 @@ def subject_for(episode: Episode) -> str:
 
 
 def preheader_for(episode: Episode) -> str:
+    """The hidden preheader: the summary, else the intro, else the transcript's first paragraph,
+    at most PREHEADER_MAX characters."""
     text = clean_line(episode.summary or " ".join(episode.intro) or " ".join(episode.transcript[:1]))
     return truncate_words(text, PREHEADER_MAX)
 

@@ -115,6 +115,8 @@ _ABBREV = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|Sir|St|No|vs|etc|e\.g|i\.e|Inc|
 
 @dataclass(frozen=True)
 class Sentence:
+    """One sentence of the transcript and where it is (paragraph and sentence index, from 0)."""
+
     paragraph: int
     index: int  # within the paragraph
     text: str
@@ -122,6 +124,8 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Story:
+    """The paragraphs (indexes) that tell one story, and their sentences in order."""
+
     paragraphs: tuple[int, ...]
     sentences: tuple[Sentence, ...]
 
@@ -153,6 +157,7 @@ def content_words(text: str) -> list[str]:
 
 
 def sentences(paragraphs: tuple[str, ...]) -> list[Sentence]:
+    """Paragraphs split into sentences; a title or an initial ("Dr.", "U.S.") ends none."""
     out = []
     for pi, para in enumerate(paragraphs):
         pieces: list[str] = []

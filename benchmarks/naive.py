@@ -48,6 +48,7 @@ def send_one(email: str, name: str, episode_path: str, as_of: str) -> None:
         "greeting": name.split(" ")[0] or "there",
         "email": email,
         "unsubscribe_url": f"{settings.base_url}/unsubscribe/{token}",
+        "manage_url": f"{settings.base_url}/manage/{token}",
     }
     html, text = rendered.personaliser().fill(values)
     msg = EmailMessage()

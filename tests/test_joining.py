@@ -325,3 +325,23 @@ def test_schemathesis_finds_no_server_error_in_the_joining_operations(database, 
 
         check()
     assert {200, 202, 400, 403, 422} <= statuses
+
+
+def test_every_digest_links_to_the_recipients_manage_page(app, seed_path):
+    from worker.episodes import load_episode
+    from worker.message import Recipient, compose
+
+    settings = get_settings()
+    with session_scope() as s:
+        s.add(
+            Subscriber(
+                email="Reader@example.com", email_key="reader@example.com", name="R", status="active", status_reason=""
+            )
+        )
+    template = compose(load_episode(seed_path, settings.tz), settings)
+    html, text = template.personalised(Recipient("Reader@example.com", "R"))
+    url = re.search(r"Manage your subscription: (\S+)", text).group(1)
+    assert re.search(rf'href="{re.escape(url)}"[^>]*>Manage your subscription</a>', html)
+    assert url.startswith(f"{settings.base_url}/manage/")
+    page = app.get(url.removeprefix(settings.base_url))
+    assert page.status_code == 200 and "Reader@example.com" in page.text and "Subscribed" in page.text

@@ -258,13 +258,10 @@ def rename(session: Session, email: str, name: str) -> str:
 
 
 def enqueue_email(settings: Settings, kind: str, subscriber_ids: list[int]) -> None:
-    """Queue confirmation or welcome emails: one task `worker.tasks.send_joining_email` each,
-    sent by name so this module never imports the worker. The task waits for the global send
-    rate (NEWSLETTER_SEND_RATE), so an import of many pending rows is mailed at that pace."""
-    if not subscriber_ids:
-        return
-    from .celery import app
+    """Queue confirmation or welcome emails (`worker.queue.joining_emails`: one task each, by
+    name). The task waits for the global send rate (NEWSLETTER_SEND_RATE), so an import of many
+    pending rows is mailed at that pace. `settings` is the caller's (the queue reads the same)."""
+    if subscriber_ids:
+        from .queue import joining_emails
 
-    with app.connection_for_write(settings.resolved_broker_url) as conn:
-        for sid in subscriber_ids:
-            app.send_task("worker.tasks.send_joining_email", (kind, sid), connection=conn)
+        joining_emails(kind, subscriber_ids)

@@ -299,6 +299,8 @@ class MessageTemplate:
             "greeting": name.split(" ")[0] if name else "there",
             "email": recipient.email,
             "unsubscribe_url": unsub_url,
+            # /manage takes the unsubscribe token too: no second signature per message
+            "manage_url": unsub_url.replace("/unsubscribe/", "/manage/", 1),
         }
 
     def personalised(self, recipient: Recipient) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from .settings import get_settings
 SEND_BATCH = "worker.tasks.send_batch"
 SWEEP = "worker.tasks.sweep"
 POLL = "worker.tasks.poll"
+SEND_JOINING_EMAIL = "worker.tasks.send_joining_email"
 
 # Tasks a campaign starts with: each claims batches until the campaign runs dry.
 START_PARALLEL = 4
@@ -36,3 +37,13 @@ def follow_up(campaign_id: int, countdown: float | None = None) -> None:
     from .celery import app
 
     app.send_task(SEND_BATCH, args=(campaign_id,), countdown=countdown)
+
+
+def joining_emails(kind: str, subscriber_ids: list[int]) -> None:
+    """One `send_joining_email` task per subscriber: `kind` is "confirm" or "welcome"
+    (`worker.joining_mail`). Raises what kombu raises when the broker cannot be reached."""
+    from .celery import app
+
+    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+        for sid in subscriber_ids:
+            app.send_task(SEND_JOINING_EMAIL, args=(kind, sid), connection=conn)

@@ -69,7 +69,7 @@ COLOUR_PAIRS = [
     ("notice_text", "notice"),
 ]
 
-SLOTS = ("greeting", "email", "unsubscribe_url")
+SLOTS = ("greeting", "email", "unsubscribe_url", "manage_url")
 
 # The CSS lives in `worker/templates/email/_base/*.css`, rendered without HTML autoescape: autoescape
 # would turn the font stack's quotes into `&#39;`, the CSS parser would drop the declaration and

@@ -75,7 +75,12 @@ def stored_email(settings: Settings, slug: str) -> RenderedEmail:
 
 
 #: What the web copy shows where a recipient's own values would be: nobody's address, no token.
-WEB_COPY_VALUES = {"greeting": "there", "email": "your address", "unsubscribe_url": "/unsubscribe"}
+WEB_COPY_VALUES = {
+    "greeting": "there",
+    "email": "your address",
+    "unsubscribe_url": "/unsubscribe",
+    "manage_url": "/unsubscribe",
+}
 
 
 @router.get("/episodes/{slug}/email", response_class=HTMLResponse, tags=["public"])
@@ -83,7 +88,11 @@ def email_copy(slug: str, settings: AppSettings) -> HTMLResponse:
     """ "View this email in your browser": the HTML part of the email itself, as sent, filled with
     neutral values (`WEB_COPY_VALUES`): not personalised, no token, no tracking. 404 for an
     unknown slug."""
-    values = dict(WEB_COPY_VALUES, unsubscribe_url=f"{settings.base_url}/unsubscribe")
+    values = dict(
+        WEB_COPY_VALUES,
+        unsubscribe_url=f"{settings.base_url}/unsubscribe",
+        manage_url=f"{settings.base_url}/unsubscribe",
+    )
     html, _text = stored_email(settings, slug).personaliser().fill(values)
     return HTMLResponse(
         html,

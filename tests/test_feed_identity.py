@@ -201,3 +201,38 @@ def test_the_poll_command_says_when_items_cannot_be_told_apart(drafts, feed_file
     proc = cli("poll", url)
     assert proc.returncode == 0, proc.stderr
     assert "3 items share the same link; they are told apart by enclosure URL" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["latest-only-show-page", "latest-only-no-guid"])
+def test_a_feed_of_only_its_newest_item_linking_to_the_show_page_mails_each_new_item(drafts, feed_file, name):
+    """One item per document, every item's link the show's page: in one document nothing is
+    shared, but across polls that link names no item, and a new week must still be mailed."""
+    first, second, third = poll_steps(drafts, feed_file, f"{name}-1.rss", f"{name}-2.rss", f"{name}-2.rss")
+    assert first.new == [] and first.seen == 1
+    assert len(second.new) == 1 and second.new[0].startswith("2024-01-08-weekly-2")
+    assert third.new == [] and third.seen == 1
+    assert campaigns() == 1
+
+
+def test_an_old_item_known_only_by_its_link_stays_known(drafts, feed_file):
+    """A re-keyed old item (new guid, new audio host, edited title) whose link is its own page
+    is the item already seen: the link still counts for items not newer than the newest seen."""
+    poll_steps(drafts, feed_file, "v1.rss")
+    path = feed_file("v1.rss")
+    text = open(path).read()
+    for n in (1, 2, 3):
+        text = text.replace(f"<guid>http://show.example.org/episodes/{n}</guid>", f"<guid>urn:uuid:0000-{n}</guid>")
+        text = text.replace(f"Episode {n}: Things", f"Episode {n}: Things (remastered)")
+    text = text.replace("http://cdn.example.net/audio/", "https://media.example.com/a/")
+    with open(path, "w") as fh:
+        fh.write(text)
+    report = poll_feed(path, drafts)
+    assert report.error is None and report.new == [] and report.seen == 3 and campaigns() == 0
+
+
+def test_a_guid_or_link_equal_to_the_channel_link_is_no_identity():
+    doc = (IDENTITY / "latest-only-show-page-1.rss").read_bytes()
+    parsed = feedparser.parse(doc)
+    (item,) = identify(parsed.entries, site_links=[parsed.feed.get("link", "")]).items
+    assert not any(k.startswith("link:") for k in item.all)
+    assert item.primary == "id:weekly-1"

@@ -14,7 +14,13 @@ several keys, strongest first:
 An item is known when any of its keys was recorded for the feed; handling an item records all
 of its keys (and the key older versions recorded, `legacy_key`). A key that several items of
 one document share (every link the home page) tells nothing and is not used for them; the poll
-reports it. Only when all keys are shared are those items treated as one.
+reports it. Only when all keys are shared are those items treated as one. A guid or link that is
+the site itself or the channel's own link (the show's page) names no item either.
+
+A link is the weakest key: a feed that carries only its newest item may link every item to the
+show's page, which no single document reveals as shared. So a link (and an older version's
+'link:' key) identifies an item only when the item is not newer than the newest item already
+seen: a re-keyed old item is still known by it, a new week's item is not taken for last week's.
 """
 
 from __future__ import annotations
@@ -43,8 +49,14 @@ class ItemKeys:
 
     @property
     def primary(self) -> str:
-        """The strongest usable key: the one the item is claimed by."""
-        return self.keys[0]
+        """The strongest usable key that is not a link (a link only when nothing else is left):
+        the episode's identity."""
+        return next((k for k in self.keys if not is_weak(k)), self.keys[0])
+
+    def known(self, seen: set[str], *, newer: bool) -> bool:
+        """Whether any key is in `seen`; links do not count for an item `newer` than the
+        newest item already seen (they may be the show's page)."""
+        return any(k in seen for k in self.all if not (newer and is_weak(k)))
 
     @property
     def all(self) -> list[str]:
@@ -59,6 +71,11 @@ class Identities:
 
     items: list[ItemKeys] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def is_weak(key: str) -> bool:
+    """A link key ('link:…', this version's or an older one's): it may name the show's page."""
+    return key.startswith("link:")
 
 
 def _short(value: str) -> str:
@@ -112,9 +129,12 @@ def legacy_key(entry: dict) -> str:
     return default_item_id(entry)
 
 
-def identify(entries: list[dict]) -> Identities:
+def identify(entries: list[dict], site_links: list[str] | tuple[str, ...] = ()) -> Identities:
     """The keys of each entry of one document. A key shared by several entries is dropped
-    for them, and a note says how many items could not be told apart by that kind of key."""
+    for them, and a note says how many items could not be told apart by that kind of key.
+    `site_links` are the channel's own links (RSS `<link>`, Atom alternate): a guid or link
+    equal to one of them names no item."""
+    site = {f"{kind}:{url_identity(link)}" for link in site_links if link for kind in ("id", "link")}
     found = [candidate_keys(e) for e in entries]
     counts = Counter(key for keys in found for key in keys.values())
     out = Identities()
@@ -125,15 +145,34 @@ def identify(entries: list[dict]) -> Identities:
                 f"{shared} items share the same {KIND_NAMES[kind]}; they are told apart by "
                 + (", then ".join(KIND_NAMES[k] for k in KINDS[KINDS.index(kind) + 1 :]) or "nothing else")
             )
-    legacy = [legacy_key(e) for e in entries]
+    legacy = [_legacy_unless_site(e, site) for e in entries]
     legacy_counts = Counter(legacy)
-    for keys, old in zip(found, legacy, strict=True):
-        usable = [keys[k] for k in KINDS if k in keys and counts[keys[k]] == 1 and not _site_only(keys[k])]
+    for entry, keys, old in zip(entries, found, legacy, strict=True):
+        usable = [
+            keys[k]
+            for k in KINDS
+            if k in keys and counts[keys[k]] == 1 and not _site_only(keys[k]) and keys[k] not in site
+        ]
         if not usable:  # nothing tells it apart: the strongest shared key makes it one item with the others
-            usable = [keys[k] for k in KINDS if k in keys][:1] or [old]
+            usable = [keys[k] for k in KINDS if k in keys][:1] or [old or _fallback(entry)]
         # the key older versions recorded counts only where it told items apart
-        out.items.append(ItemKeys(keys=usable, legacy=old if legacy_counts[old] == 1 else ""))
+        out.items.append(ItemKeys(keys=usable, legacy=old if old and legacy_counts[old] == 1 else ""))
     return out
+
+
+def _legacy_unless_site(entry: dict, site: set[str]) -> str:
+    """The older version's key, '' when its guid or link is the channel's own link."""
+    old = legacy_key(entry)
+    kind, _, value = old.partition(":")
+    if kind in ("guid", "link") and f"{'id' if kind == 'guid' else 'link'}:{url_identity(value)}" in site:
+        return ""
+    return old
+
+
+def _fallback(entry: dict) -> str:
+    """The last resort when even the older key names the site: a hash of the item's text."""
+    body = "|".join(str(entry.get(k, "")) for k in ("title", "published", "updated", "summary"))
+    return "hash:" + hashlib.sha256(body.encode("utf-8", "replace")).hexdigest()
 
 
 def _site_only(key: str) -> bool:

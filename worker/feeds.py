@@ -33,7 +33,7 @@ from .chapters import chapter_titles
 from .db import session_scope
 from .episodes import Episode, EpisodeError, entry_time, field_text, load_episode, read_feed_item
 from .errors import FeedError
-from .feed_identity import identify
+from .feed_identity import identify, is_weak
 from .models import CampaignStatus, Feed, SeenItem, utcnow
 from .publish import create_campaign, start
 from .settings import Settings
@@ -171,9 +171,12 @@ class _Taken(Exception):
 
 def _claim_keys(session: Session, source: str, keys: list[str]) -> None:
     """Record every key of a new item, or raise _Taken when any is already recorded (a
-    concurrent poller): so one item is claimed once whichever of its keys the pollers saw."""
+    concurrent poller): so one item is claimed once whichever of its keys the pollers saw.
+    A link key another item recorded before (the show's page) is no claim, unless the item
+    has nothing else."""
+    strict = [k for k in keys if not is_weak(k)] or keys
     for key in keys:
-        if not _claim_item(session, source, key):
+        if not _claim_item(session, source, key) and key in strict:
             raise _Taken(key)
 
 
@@ -207,16 +210,17 @@ def _poll_items(
     published: list[int] = []
     seen = _seen_keys(settings, url)
     aliases: list[str] = []
-    ids = identify(list(parsed.entries))
+    ids = identify(list(parsed.entries), site_links=_channel_links(parsed.feed))
     for note in ids.notes:
         report.notes.append(note)
         log.warning("feed %s: %s", url, note)
     for entry, keys in zip(parsed.entries, ids.items, strict=True):
-        if any(k in seen for k in keys.all):  # known items are not converted again on every poll
+        when = entry_time(entry)
+        newer = newest is not None and when is not None and when > newest
+        if keys.known(seen, newer=newer):  # known items are not converted again on every poll
             report.seen += 1
             aliases += [k for k in keys.all if k not in seen]
             continue
-        when = entry_time(entry)
         backlog = not primed or (newest is not None and when is not None and when < newest)
         try:
             episode = read_feed_item(
@@ -242,6 +246,15 @@ def _poll_items(
         seen.update(keys.all)
     _record_aliases(settings, url, aliases)
     return published
+
+
+def _channel_links(channel: dict) -> list[str]:
+    """The channel's own page: RSS `<link>` and Atom `rel="alternate"` links."""
+    links = [str(channel.get("link") or "")]
+    links += [
+        str(lk.get("href") or "") for lk in channel.get("links") or [] if lk.get("rel", "alternate") == "alternate"
+    ]
+    return [lk for lk in links if lk]
 
 
 def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> PollReport:

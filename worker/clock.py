@@ -28,7 +28,7 @@ def _dialect(bind: Session | Engine | str) -> str:
     if isinstance(bind, str):
         return bind
     if isinstance(bind, Session):
-        bind = bind.get_bind()
+        return bind.get_bind().dialect.name
     return bind.dialect.name
 
 
@@ -61,4 +61,6 @@ def read_now(session: Session):  # noqa: ANN201
     value = session.scalar(select(db_now(session)))
     if isinstance(value, str):  # SQLite hands the text back through a literal column
         value = datetime.fromisoformat(value)
+    if value is None:
+        raise RuntimeError("the database returned no time")
     return value if value.tzinfo else value.replace(tzinfo=UTC)

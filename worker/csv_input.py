@@ -36,7 +36,15 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 # Five byte values have no Windows-1252 character; read them as Latin-1 (C1 control
 # characters), which the caller's cleaning removes, instead of failing the line.
 _LATIN1 = "newsletter-latin1"
-codecs.register_error(_LATIN1, lambda e: (e.object[e.start : e.end].decode("latin-1"), e.end))
+
+
+def _latin1(e: UnicodeError) -> tuple[str, int]:
+    if not isinstance(e, UnicodeDecodeError):
+        raise e
+    return e.object[e.start : e.end].decode("latin-1"), e.end
+
+
+codecs.register_error(_LATIN1, _latin1)
 SAVE_AS = (
     'in Excel use File > Save As > "CSV UTF-8 (Comma delimited)" (or "Unicode Text"); '
     "in Numbers, Google Sheets or LibreOffice export as CSV with UTF-8"

@@ -6,8 +6,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import Settings, get_settings
@@ -141,3 +142,9 @@ def migrate(settings: Settings | None = None) -> None:
     with get_engine(settings).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched. (SQLAlchemy types `Session.execute` as returning a
+    `Result`; for those statements it is a `CursorResult`, which has the count.)"""
+    return cast("CursorResult[Any]", result).rowcount

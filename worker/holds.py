@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from .clock import db_now
+from .db import rowcount
 from .models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,14 @@ def pause_campaign(session: Session, campaign_id: int, token: str, delivery_id: 
         .execution_options(synchronize_session=False)
     )
     line = reason.splitlines()[0][:1000] if reason else "the transport refused our configuration"
-    paused = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
-        .values(status=CampaignStatus.PAUSED, status_reason=line)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    paused = rowcount(
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+            .values(status=CampaignStatus.PAUSED, status_reason=line)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.commit()
     if paused:
         log.error("campaign %d: sending stopped: %s", campaign_id, line)
@@ -74,12 +77,14 @@ def pause_campaign(session: Session, campaign_id: int, token: str, delivery_id: 
 
 def resume_campaign(session: Session, campaign_id: int) -> bool:
     """A paused campaign sends again (after the configuration was fixed). True if it was paused."""
-    resumed = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
-        .values(status=CampaignStatus.SENDING, status_reason=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    resumed = rowcount(
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
+            .values(status=CampaignStatus.SENDING, status_reason=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.commit()
     return bool(resumed)
 

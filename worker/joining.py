@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .db import rowcount
 from .errors import BadLink, LinkExpired, NotFound, TransitionRefused
 from .models import Erasure, Subscriber, utcnow
 from .models import SubscriberStatus as S
@@ -59,7 +60,7 @@ class ConfirmLinks:
         """(address, nonce). Raises LinkExpired past the age limit, BadLink for a tampered,
         malformed or foreign token."""
         try:
-            data = self._serializer.loads(token, max_age=self.max_age)
+            data = self._serializer.loads(token, max_age=self.max_age)  # type: ignore[arg-type]  # floats work
         except SignatureExpired:
             raise LinkExpired("this confirmation link has expired") from None
         except BadSignature:
@@ -160,7 +161,7 @@ def claim_confirmation(session: Session, subscriber_id: int) -> bool:
         .values(confirm_sent_at=now, confirm_nonce=func.coalesce(Subscriber.confirm_nonce, secrets.token_urlsafe(12)))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def claim_confirmations(session: Session, email_keys: list[str]) -> list[int]:
@@ -226,7 +227,7 @@ def claim_welcome(session: Session, subscriber_id: int) -> bool:
         .values(welcome_sent_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def request_resubscribe(session: Session, email: str) -> str:
@@ -252,7 +253,7 @@ def rename(session: Session, email: str, name: str) -> str:
         .values(name=name, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         raise NotFound("no subscription for this link")
     return name
 

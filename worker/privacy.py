@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .db import rowcount
 from .errors import NotFound
 from .models import (
     Campaign,
@@ -149,12 +150,14 @@ def erase(session: Session, signing_key: str, email: str) -> ErasureReport:
         .values(status=DeliveryStatus.SKIPPED, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    cleared = session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == sub_id)
-        .values(email="", name="", last_error=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    cleared = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == sub_id)
+            .values(email="", name="", last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.execute(
         update(TestSend)
         .where(func.lower(TestSend.recipient) == key)

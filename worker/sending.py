@@ -107,7 +107,8 @@ class Sender:
             if campaign is None or campaign.status != CampaignStatus.SENDING:
                 session.commit()
                 return outcome
-            guid = session.get(EpisodeRecord, campaign.episode_id).guid
+            episode = session.get(EpisodeRecord, campaign.episode_id)
+            guid = episode.guid if episode else ""
             # End the read transaction now: on SQLite every transaction holds the write lock.
             session.commit()
             template = self.template_for(campaign, guid)

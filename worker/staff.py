@@ -43,7 +43,7 @@ def check_recipients(recipients: list[str], settings: Settings) -> list[str]:
         raise InputError("give at least one recipient")
     if not settings.staff_allowed:
         raise NotAllowed("NEWSLETTER_STAFF_ALLOWLIST is empty: no address may receive test emails")
-    out = []
+    out: list[str] = []
     for r in recipients:
         addr = normalise_email(r, where="recipient")
         if not allowed(addr, settings):
@@ -60,7 +60,7 @@ def send_test(
     recipients = check_recipients(recipients, settings)
     with session_scope(settings) as session:
         hour_ago = utcnow() - timedelta(hours=1)
-        recent = session.scalar(select(func.count()).select_from(TestSend).where(TestSend.created_at >= hour_ago))
+        recent = session.scalar(select(func.count()).select_from(TestSend).where(TestSend.created_at >= hour_ago)) or 0
         if recent + len(recipients) > settings.test_send_rate_per_hour:
             raise RateLimited(
                 f"test emails are limited to {settings.test_send_rate_per_hour} an hour "

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from .db import rowcount
 from .errors import NotFound, TransitionRefused
 from .models import Erasure, Subscriber, SubscriberStatus, utcnow
 
@@ -144,7 +145,7 @@ def transition(
             .values(status=to, status_reason=reason[:500], updated_at=utcnow(), **(values or {}))
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             log.info("subscriber #%s: %s -> %s by %s (%s)", sid, before, to, actor.value, reason[:100])
             return Change(sid, before, to, True)
     raise TransitionRefused(f"subscriber #{sid} kept changing; try again")
@@ -162,7 +163,7 @@ def suppress(
         .values(status=to, status_reason=reason[:500], updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return rowcount(result) > 0
 
 
 def unsubscribe(session: Session, email: str, actor: Actor = Actor.SUBSCRIBER, reason: str = "") -> Change:

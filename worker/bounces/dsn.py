@@ -35,13 +35,13 @@ def _original_message_id(msg: Message) -> str | None:
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 return str(inner["Message-ID"]).strip()
         if ctype == "text/rfc822-headers":
-            headers = email.message_from_bytes(part.get_payload(decode=True) or b"")
+            headers = email.message_from_bytes(_body(part))
             if headers.get("Message-ID"):
                 return str(headers["Message-ID"]).strip()
     own = str(msg.get("Message-ID", ""))
     for part in msg.walk():
         if part.get_content_maintype() == "text":
-            text = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+            text = _body(part).decode("utf-8", "replace")
             for m in re.finditer(r"^Message-ID:\s*(<[^>]+>)", text, re.I | re.M):
                 if m.group(1) != own:
                     return m.group(1)
@@ -100,3 +100,9 @@ def parse_returned(raw: bytes, settings: Settings, verp: VERP | None) -> list[Re
         )
         for address, kind in sorted(failed.items())
     ]
+
+
+def _body(part: Message) -> bytes:
+    """A MIME part's decoded body as bytes (b"" for a container)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""

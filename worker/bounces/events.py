@@ -160,7 +160,7 @@ def _apply(
                 DeliveryEvent.created_at >= since,
             )
         )
-        if n >= settings.soft_bounce_limit and suppress(
+        if (n or 0) >= settings.soft_bounce_limit and suppress(
             session,
             subscriber.id,
             SubscriberStatus.BOUNCED,

@@ -120,12 +120,12 @@ def _imap(url: str, handle: _Handler, limit: int) -> None:
         numbers = (found[0] or b"").split()[:limit]
         done = []
         for num in numbers:
-            status, data = conn.fetch(num, "(BODY.PEEK[])")
+            status, data = conn.fetch(num.decode(), "(BODY.PEEK[])")
             raw = next((item[1] for item in data if isinstance(item, tuple)), None)
             if status == "OK" and raw and handle(raw):
                 done.append(num)
         for num in done:
-            conn.store(num, "+FLAGS", "(\\Seen \\Deleted)")
+            conn.store(num.decode(), "+FLAGS", "(\\Seen \\Deleted)")
         if done:
             conn.expunge()
     finally:

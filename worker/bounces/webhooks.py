@@ -29,6 +29,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import WebhookRejected
 from ..models import EventKind
@@ -108,7 +109,7 @@ def ses_reports(event: dict, sns_id: str, payload: str) -> list[Report]:
     """Reports from one SES notification (`notificationType`) or event (`eventType`)."""
     what = event.get("notificationType") or event.get("eventType")
     mail = event.get("mail") or {}
-    common = {
+    common: dict[str, Any] = {
         "source": "ses",
         "payload": payload,
         "provider_message_id": mail.get("messageId"),
@@ -183,7 +184,7 @@ def parse_postmark(body: bytes, authorization: str, settings: Settings) -> list[
     data = _json(body)
     record_type = data.get("RecordType")
     payload = body.decode("utf-8", "replace")
-    common = {"source": "postmark", "payload": payload, "provider_message_id": data.get("MessageID")}
+    common: dict[str, Any] = {"source": "postmark", "payload": payload, "provider_message_id": data.get("MessageID")}
     if record_type == "Bounce":
         kind = (
             EventKind.HARD_BOUNCE
@@ -262,7 +263,7 @@ def parse_mailgun(body: bytes, settings: Settings, now: float | None = None) -> 
         raise WebhookRejected("Mailgun webhook without event-data id and recipient", 400)
     name, severity = event.get("event"), event.get("severity")
     if name == "failed":
-        kind = EventKind.HARD_BOUNCE if severity == "permanent" else EventKind.SOFT_BOUNCE
+        kind: str | None = EventKind.HARD_BOUNCE if severity == "permanent" else EventKind.SOFT_BOUNCE
     else:
         kind = {"complained": EventKind.COMPLAINT, "delivered": EventKind.DELIVERY}.get(str(name))
     if kind is None:

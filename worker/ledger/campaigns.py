@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..clock import db_now
+from ..db import rowcount
 from ..episodes import Episode
 from ..errors import NotFound
 from ..models import (
@@ -142,12 +143,14 @@ def resend_uncertain(session: Session, campaign_id: int) -> int:
     the same Message-ID, so a receiving system that did get the first copy can tell it is the
     same message. Raises NotFound for an unknown campaign."""
     get_campaign(session, campaign_id)
-    n = session.execute(
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
-        .values(status=D.QUEUED, claim_token=None, updated_at=db_now(session))
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    n = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(Delivery.campaign_id == campaign_id, Delivery.status == D.UNCERTAIN)
+            .values(status=D.QUEUED, claim_token=None, updated_at=db_now(session))
+            .execution_options(synchronize_session=False)
+        )
+    )
     if n:
         session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.SENDING))
     session.commit()

@@ -46,10 +46,11 @@ class ProgressWriter(ABC):
         self._last_beat = 0.0
 
     @staticmethod
-    def open(engine: Engine, lease: Lease | None = None) -> ProgressWriter:
-        """A writer on its own autocommit connection from `engine`'s pool. `lease` (PostgreSQL):
-        how long the batch's claim is surely ours (worker/lease.py); `ours()` raises ClaimExpired
-        rather than wait for the database past it."""
+    def open(bind: Engine | Connection, lease: Lease | None = None) -> ProgressWriter:
+        """A writer on its own autocommit connection from the pool of `bind`'s engine. `lease`
+        (PostgreSQL): how long the batch's claim is surely ours (worker/lease.py); `ours()` raises
+        ClaimExpired rather than wait for the database past it."""
+        engine = bind if isinstance(bind, Engine) else bind.engine
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         if engine.dialect.name == "postgresql":
             return PostgresProgress(conn, lease)

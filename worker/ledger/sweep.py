@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import db_now
+from ..db import rowcount
 from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus
 from ..settings import Settings
 from .claims import due
@@ -47,20 +48,26 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
         Delivery.status.in_([D.CLAIMED, D.SENDING]),
         or_(Delivery.claim_token.is_(None), Delivery.claim_token.in_(dead), Delivery.claim_token.not_in(live)),
     )
-    report.uncertain = session.execute(
-        update(Delivery)
-        .where(orphan, Delivery.status == D.SENDING)
-        .values(
-            status=D.UNCERTAIN, last_error="its worker stopped mid-send; it may or may not have arrived", updated_at=now
+    report.uncertain = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(orphan, Delivery.status == D.SENDING)
+            .values(
+                status=D.UNCERTAIN,
+                last_error="its worker stopped mid-send; it may or may not have arrived",
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    report.requeued = session.execute(
-        update(Delivery)
-        .where(orphan, Delivery.status == D.CLAIMED)
-        .values(status=D.QUEUED, claim_token=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
+    report.requeued = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(orphan, Delivery.status == D.CLAIMED)
+            .values(status=D.QUEUED, claim_token=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if dead:
         session.execute(delete(Claim).where(Claim.token.in_(dead)))
     report.dead_claims = len(dead)

@@ -22,6 +22,7 @@ import base64
 import os
 import re
 from email import policy
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -94,7 +95,7 @@ def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
         "TrackLinks": "None",
     }
     raw_headers = message.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace").split("\r\n")
-    headers = []
+    headers: list[dict[str, str]] = []
     for line in raw_headers:
         if line[:1] in (" ", "\t") and headers:  # a folded continuation
             headers[-1]["Value"] += " " + line.strip()
@@ -114,7 +115,7 @@ def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
                 {
                     "Name": part.get_filename(),
                     "ContentType": f"{ctype}; method={method}" if method else ctype,
-                    "Content": base64.b64encode(part.get_payload(decode=True) or b"").decode("ascii"),
+                    "Content": base64.b64encode(_payload_bytes(part)).decode("ascii"),
                 }
             )
         elif ctype == "text/plain" and "TextBody" not in data:
@@ -132,3 +133,9 @@ def _json(response: httpx.Response) -> dict:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _payload_bytes(part: Message) -> bytes:
+    """A MIME part's decoded body as bytes (b"" for a multipart container)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""

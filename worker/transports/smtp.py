@@ -50,6 +50,7 @@ class SMTPTransport(Transport):
 
     def _connect(self) -> smtplib.SMTP:
         context = ssl.create_default_context()
+        conn: smtplib.SMTP
         try:
             if self.implicit_tls:
                 conn = smtplib.SMTP_SSL(
@@ -227,7 +228,7 @@ class SMTPTransport(Transport):
             self._drop()
             raise
 
-    def _refused(self, code: int, resp: bytes, recipient: str, stage: str) -> Exception:
+    def _refused(self, code: int, resp: bytes | str, recipient: str, stage: str) -> Exception:
         """Reset the transaction so the connection can carry the next message; a server that
         said 421 (closing) or broke off leaves nothing to reuse."""
         if code == 421:

@@ -26,7 +26,7 @@ class Wrapper(Transport):
         return self.inner.send(envelope_from, recipient, message, confirm)
 
     @property
-    def provider_message_id(self) -> str | None:  # type: ignore[override]
+    def provider_message_id(self) -> str | None:
         return self.inner.provider_message_id
 
     def check(self) -> bool:

@@ -98,7 +98,7 @@ async def _read_signup(request: Request) -> tuple[dict[str, Any], bool]:
         fields = {k: form.get(k, "") for k in ("email", "name", HONEYPOT)}
         if not all(isinstance(v, str) for v in fields.values()):
             raise InputError("form fields must be text")
-        return {k: v[:400] for k, v in fields.items()}, False
+        return {k: str(v)[:400] for k, v in fields.items()}, False
     raise InputError("send a form (application/x-www-form-urlencoded) or JSON")
 
 

@@ -125,3 +125,24 @@ def test_the_readme_table_is_the_transitions_table():
                 documented[(cells[0], to)] = who
     assert documented == {pair: who for pair, who in TRANSITIONS.items() if pair[1] in header}
     assert set(header) | {S.PENDING} == set(S.ALL)
+
+
+def test_no_other_module_writes_a_subscribers_status():
+    """Issue 10: the rules live in one module. Any UPDATE of subscribers elsewhere leaves the
+    status alone (names, confirmation bookkeeping); status changes call worker.subscriptions."""
+    import re as _re
+
+    from worker.settings import PACKAGE_DIR
+
+    offenders = []
+    for path in PACKAGE_DIR.rglob("*.py"):
+        if path.name == "subscriptions.py" or "migrations" in path.parts:
+            continue
+        text = path.read_text()
+        for match in _re.finditer(r"update\(Subscriber\)", text):
+            statement = text[match.start() : text.find("execution_options", match.start())]
+            if _re.search(r"(?<!\.)\bstatus\s*=(?!=)", statement):
+                offenders.append(f"{path.name}:{text.count(chr(10), 0, match.start()) + 1}")
+        if _re.search(r"\.status\s*=\s*SubscriberStatus", text):
+            offenders.append(f"{path.name}: assigns .status")
+    assert offenders == []

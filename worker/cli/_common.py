@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
@@ -25,8 +26,17 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+
+def _console(stderr: bool = False) -> Console:
+    # Piped into a file or another program, rich cannot ask a terminal for its width and would
+    # wrap every line at 80 columns: there, lines stay whole.
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    return Console(stderr=stderr, soft_wrap=True, width=None if tty else 10_000)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -50,10 +60,19 @@ def parse_as_of(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=get_settings().tz)
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; the CLI is one thread)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path` and rename: a reader never sees half a file."""
+    """Write to a temporary file beside `path` and rename: a reader never sees half a file. The
+    file gets the permissions any new file gets under the umask (mkstemp's would be 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

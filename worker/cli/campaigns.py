@@ -116,27 +116,40 @@ def _print_status(st: CampaignReport) -> None:
 
 @app.command()
 def status(
-    campaign: Annotated[int | None, typer.Argument(help="Campaign id (default: the latest).")] = None,
+    campaign: Annotated[int | None, typer.Argument(help="Campaign id (default: the latest, after a list).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Counts per delivery status, and an ETA while sending."""
+    """Counts per delivery status, an ETA while sending, recent campaigns and failing feeds."""
     from ..db import session_scope
-    from ..ledger import latest_campaign
     from ..ledger import status as campaign_status
+    from ..ledger.overview import no_worker_seen, recent_campaigns
 
     settings = ready()
     with session_scope(settings) as session:
-        if campaign is None:
-            latest = latest_campaign(session)
-            if latest is None:
-                fail("no campaigns yet")
-            campaign = latest.id
-        st = campaign_status(session, campaign)
+        recent = recent_campaigns(session) if campaign is None else []
+        if campaign is None and recent:
+            campaign = recent[0].campaign
+        st = campaign_status(session, campaign) if campaign is not None else None
+        # A sending campaign with queued rows and no sign of a worker for a claim lease.
+        idle = st is not None and no_worker_seen(session, st.campaign, settings.claim_lease)
         feeds = _feed_status(session)
     if as_json:
-        print(json.dumps({**st.as_dict(), "feeds": feeds}))
+        shown = st.as_dict() if st else {"campaign": None}
+        print(json.dumps({**shown, "no_worker": idle, "recent": [r.as_dict() for r in recent], "feeds": feeds}))
         return
-    _print_status(st)
+    if len(recent) > 1:
+        _print_recent(recent)
+    if st is None:
+        out.print("no campaigns yet: `newsletter publish EPISODE` makes one", markup=False, highlight=False)
+    else:
+        _print_status(st)
+    if idle:
+        out.print(
+            f"no worker seems to be running: {st.counts.queued} rows queued and no progress for over "
+            f"{settings.claim_lease:.0f} s (start one: celery -A worker worker)",
+            markup=False,
+            highlight=False,
+        )
     for f in feeds:
         if f["last_error"]:
             out.print(
@@ -144,6 +157,23 @@ def status(
                 markup=False,
                 highlight=False,
             )
+
+
+def _print_recent(recent) -> None:  # noqa: ANN001 - list[CampaignLine]
+    table = Table(show_header=True, box=None, title="recent campaigns", title_justify="left")
+    for name, justify in (
+        ("id", "right"),
+        ("episode", "left"),
+        ("state", "left"),
+        ("sent", "right"),
+        ("created", "left"),
+    ):
+        table.add_column(name, justify=justify)
+    for r in recent:
+        created = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else ""
+        table.add_row(str(r.campaign), r.episode or "", str(r.state), f"{r.sent}/{r.total}", created)
+    out.print(table)
+    out.print()
 
 
 def _feed_status(session) -> list[dict]:  # noqa: ANN001

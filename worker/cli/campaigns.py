@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from ..ledger import CampaignReport
+from ..ledger.overview import CampaignLine
 from ..models import CampaignStatus, DeliveryStatus
 from ..settings import get_settings
 from ._common import app, err, fail, out, parse_as_of, ready
@@ -143,7 +144,7 @@ def status(
         out.print("no campaigns yet: `newsletter publish EPISODE` makes one", markup=False, highlight=False)
     else:
         _print_status(st)
-    if idle:
+    if idle and st is not None:
         out.print(
             f"no worker seems to be running: {st.counts.queued} rows queued and no progress for over "
             f"{settings.claim_lease:.0f} s (start one: celery -A worker worker)",
@@ -159,16 +160,13 @@ def status(
             )
 
 
-def _print_recent(recent) -> None:  # noqa: ANN001 - list[CampaignLine]
+def _print_recent(recent: list[CampaignLine]) -> None:
     table = Table(show_header=True, box=None, title="recent campaigns", title_justify="left")
-    for name, justify in (
-        ("id", "right"),
-        ("episode", "left"),
-        ("state", "left"),
-        ("sent", "right"),
-        ("created", "left"),
-    ):
-        table.add_column(name, justify=justify)
+    table.add_column("id", justify="right")
+    table.add_column("episode")
+    table.add_column("state")
+    table.add_column("sent", justify="right")
+    table.add_column("created")
     for r in recent:
         created = r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else ""
         table.add_row(str(r.campaign), r.episode or "", str(r.state), f"{r.sent}/{r.total}", created)

@@ -221,3 +221,63 @@ def test_a_stored_event_keeps_its_zone_names(tmp_path, when, day, labels):
     assert back == ep
     assert (back.event.starts.strftime("%Z"), back.event.ends.strftime("%Z")) == labels
     assert back.event.ends.astimezone(UTC) == ep.event.ends.astimezone(UTC)
+
+
+def _event_lines() -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for line in (FIXTURES / "episodes" / "event-lines.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            rows.append(tuple(part.strip() for part in line.split("|")))
+    return rows
+
+
+@pytest.mark.parametrize("when, day, starts, ends, all_day", _event_lines())
+def test_event_lines_as_people_write_them(tmp_path, when, day, starts, ends, all_day):
+    path = tmp_path / "ep.txt"
+    text = page(when, day) if day else page(when, "").replace(f"{when}\n\n", f"{when}\n")
+    path.write_text(text)
+    ev = load_episode(path, LONDON).event
+    assert ev is not None, "the event was not read"
+    utc = lambda dt: dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M") if dt else "-"  # noqa: E731
+    assert (utc(ev.starts), utc(ev.ends), "yes" if ev.all_day else "no") == (starts, ends, all_day)
+
+
+@pytest.mark.parametrize("when", ["6pm – 8pm Mars/Olympus", "6pm – 8pm (Europe/Atlantis)"])
+def test_an_unknown_zone_name_is_an_error_naming_the_line(tmp_path, when):
+    path = tmp_path / "ep.txt"
+    path.write_text(page(when))
+    with pytest.raises(EpisodeError, match="unknown time zone") as info:
+        load_episode(path, LONDON)
+    assert f"{path}: line 11:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "when", ["6pm – 8pm Central Library", "6pm – 8pm Pacific Room, Hall 2", "6pm – 8pm party time"]
+)
+def test_place_names_after_the_times_are_not_zones(tmp_path, when):
+    ev = event(tmp_path, when)
+    assert ev.starts.astimezone(UTC) == datetime(2024, 4, 10, 17, 0, tzinfo=UTC)
+
+
+def test_a_multi_day_event_is_all_day_on_every_day_in_the_calendar(tmp_path):
+    from worker.episodes import Episode
+
+    path = tmp_path / "ep.txt"
+    path.write_text(page("10 – 12 April 2024", "").replace("10 – 12 April 2024\n\n", "10 – 12 April 2024\n"))
+    ev = load_episode(path, LONDON).event
+    assert ev.all_day and ev.starts.date().isoformat() == "2024-04-10" and ev.ends.date().isoformat() == "2024-04-12"
+    assert ev.finishes.astimezone(LONDON) == datetime(2024, 4, 13, 0, 0, tzinfo=LONDON)  # over after the last day
+    back = Episode.from_json(load_episode(path, LONDON).to_json()).event
+    assert back == ev
+
+
+def test_front_matter_dates_alone_make_an_all_day_event_over_several_days():
+    ep = parse_markdown(
+        "---\ntitle: T\ndate: 2024-01-10\nevent:\n  title: Camp\n"
+        "  starts: 2024-01-20\n  ends: 2024-01-22\n---\nBody.\n",
+        source="e.md",
+        tz=LONDON,
+    )
+    assert ep.event.all_day and ep.event.starts.date().isoformat() == "2024-01-20"
+    assert ep.event.ends.date().isoformat() == "2024-01-22"
+

@@ -38,14 +38,32 @@ _DATE_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DATE_SLASH = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 _DATE_IN = re.compile(
     r"\b(\d{1,2}(?:st|nd|rd|th)?\s+[A-Za-z]{3,9}\.?,?\s+\d{4}|[A-Za-z]{3,9}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}"
-    r"|\d{4}-\d{2}-\d{2})\b"
+    r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\b"
 )
+# Several days: '10 – 12 April 2024', 'April 10-11, 2024', '30 April – 2 May 2024', and two
+# whole dates joined by a dash or 'to'
+_WD = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?"
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_MON = r"([a-z]{3,9})\.?"
+_RSEP = r"\s*(?:[–—‒−-]|\bto\b|\buntil\b|\btill?\b|\bthrough\b|\bthru\b)\s*"
+_DAYS_MONTH = re.compile(rf"\b{_WD}{_DAY}{_RSEP}{_WD}{_DAY}\s+{_MON},?\s+(\d{{4}})\b", re.I)
+_MONTH_DAYS = re.compile(rf"\b{_WD}{_MON}\s+{_DAY}{_RSEP}{_DAY},?\s+(\d{{4}})\b", re.I)
+_DAY_MONTHS = re.compile(rf"\b{_WD}{_DAY}\s+{_MON}{_RSEP}{_WD}{_DAY}\s+{_MON},?\s+(\d{{4}})\b", re.I)
+_RANGE_JOIN = re.compile(rf"^{_RSEP}{_WD}", re.I)
+MAX_EVENT_DAYS = 31
 
-_TIME = r"(\d{1,2})(?:[.:](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?"
-_TIME_RANGE = re.compile(rf"(?<![\d.:]){_TIME}\s*(?:–|—|-|to|until|till|til)\s*{_TIME}", re.I)
+_TIME = r"(\d{1,2})(?:[.:h](\d{2}))?\s*(am|pm|a\.m\.|p\.m\.)?"
+# between the two times of a range: dashes (hyphen, en and em dash, figure dash, minus sign) and words
+_SEP = r"(?:[–—‒−-]|\bto\b|\buntil\b|\btill?\b|\bthrough\b|\bthru\b)"
+# a zone written right after the start time ('6pm BST – 8pm BST', '18:00Z – 20:00Z')
+_START_ZONE = r"(?:[A-Z]{1,5}|(?:UTC|GMT)\s*[+\-−]\s*\d{1,2}(?::?\d{2})?|[+\-−]\d{2}:?\d{2})"
+_TIME_RANGE = re.compile(
+    rf"(?<![\d.:/\-]){_TIME}\s*{_SEP}\s*{_TIME}(?![\d])"
+    rf"|(?<![\d.:/\-]){_TIME}\s*({_START_ZONE})\s*{_SEP}\s*{_TIME}(?![\d])",
+    re.I,
+)
 # Words for 12 o'clock, read as the clock reading they stand for, where they are a time: after
 # '12', 'at' or 'from', or next to a range's dash ('The Midday Meetup' stays a title).
-_SEP = r"(?:–|—|-|\bto|\buntil|\btill?)"
 _CLOCK_WORD = re.compile(
     rf"\b12(?:[.:]00)?\s*(?P<a>noon|midday|midnight)\b"
     rf"|\b(?P<b>noon|midday|midnight)(?=\s*{_SEP}\s*\d)"
@@ -63,7 +81,7 @@ def _clock_words(text: str) -> str:
     return _CLOCK_WORD.sub(clock, text)
 
 
-_ONE_TIME = re.compile(rf"(?:^|\b(?:at|from)\s+){_TIME}\b", re.I)
+_ONE_TIME = re.compile(rf"(?:^|\b(?:at|from)\s+){_TIME}(?![\d])", re.I)
 
 
 def parse_date(text: str) -> date | None:
@@ -107,14 +125,54 @@ def date_in(text: str) -> date | None:
     return None
 
 
+def date_range_in(text: str) -> tuple[date, date] | None:
+    """The first and last day of a range of days inside a line of at most 120 characters
+    ('10 – 12 April 2024', 'April 10-11, 2024', '30 April – 2 May 2024', 'Wed 10 April 2024 –
+    Fri 12 April 2024'); a range across the new year takes the start from the year before.
+    None when the line holds no such range, or it runs backwards or over 31 days."""
+    if len(text) > 120:
+        return None
+    text = clean_line(text)
+    found: tuple[date | None, date | None] | None = None
+    try:
+        if m := _DAY_MONTHS.search(text):
+            found = (_named_month(m[5], m[2], m[1]), _named_month(m[5], m[4], m[3]))
+        elif m := _DAYS_MONTH.search(text):
+            found = (_named_month(m[4], m[3], m[1]), _named_month(m[4], m[3], m[2]))
+        elif m := _MONTH_DAYS.search(text):
+            found = (_named_month(m[4], m[1], m[2]), _named_month(m[4], m[1], m[3]))
+        else:
+            found = _two_dates(text)
+    except ValueError:
+        return None
+    first, last = found or (None, None)
+    if first is None or last is None:
+        return None
+    if first > last and first.month > last.month:
+        first = first.replace(year=first.year - 1)  # '30 December – 2 January 2025'
+    if not first < last or (last - first).days > MAX_EVENT_DAYS:
+        return None
+    return first, last
+
+
+def _two_dates(text: str) -> tuple[date | None, date | None] | None:
+    for m in _DATE_IN.finditer(text):
+        join = _RANGE_JOIN.match(text[m.end() :])
+        if join and (second := _DATE_IN.match(text, m.end() + join.end())):
+            return parse_date(m[1]), parse_date(second[1])
+    return None
+
+
 @dataclass(frozen=True)
 class TimeSpan:
     """Times read from one line: `start`, `end` (None for a lone time) as naive wall-clock
-    times, and `zone`, the zone written after them (None when none is written)."""
+    times, and `zone`, the zone written after them (None when none is written); `end_zone` the
+    end's own when start and end name different zones ('11pm BST – 1am CEST'), else None."""
 
     start: time
     end: time | None = None
     zone: tzinfo | None = None
+    end_zone: tzinfo | None = None
 
 
 def _clock(hour: str, minute: str | None, ampm: str | None) -> tuple[int, int, str]:
@@ -157,16 +215,26 @@ def _time(minutes: int) -> time:
 
 
 def parse_time_span(text: str) -> TimeSpan | None:
-    """The time range ('5.30pm – 7.30pm', '18:00-20:00', '6 to 8pm', '9am – 10.30am MDT') or
-    lone time ('at 6.30pm BST') on a line, with the zone written after it; None when the line
-    holds no time. Raises ZoneError (a ValueError) when the zone written is unknown or
-    ambiguous. 'noon'/'midday' read as 12pm and 'midnight' as 12am."""
+    """The time range ('5.30pm – 7.30pm', '18:00-20:00', '6 to 8pm', '9am – 10.30am MDT',
+    '6pm BST – 8pm BST') or lone time ('at 6.30pm BST') on a line, with the zone written after
+    it; None when the line holds no time. Raises ZoneError (a ValueError) when the zone written
+    is unknown or ambiguous. 'noon'/'midday' read as 12pm and 'midnight' as 12am."""
     text = _clock_words(clean_line(text))
-    m = _TIME_RANGE.search(text)
-    if m and (m[3] or m[6] or m[2] or m[5]):
-        pair = _pair(_clock(m[1], m[2], m[3]), _clock(m[4], m[5], m[6]))
+    for m in _TIME_RANGE.finditer(text):
+        # groups 1-6: start and end without a zone between; 7-13: start, its zone, end
+        g = m.groups()[:6] if m[1] else m.groups()[6:9] + m.groups()[10:13]
+        written = None if m[1] else m[10]
+        if not (g[1] or g[2] or g[4] or g[5]):
+            continue  # '10 – 11': two bare numbers are not times (a range of days, a score)
+        pair = _pair(_clock(g[0], g[1], g[2]), _clock(g[3], g[4], g[5]))
         if pair:
-            return TimeSpan(_time(pair[0]), _time(pair[1]), zone_after(text[m.end() :]))
+            end_zone = zone_after(text[m.end() :])
+            start_zone = zone_after(written) if written else None
+            if written and start_zone is None:
+                continue  # capitals after the start that are not a zone ('6pm TBC')
+            zone = start_zone or end_zone
+            other = end_zone if end_zone is not None and start_zone is not None and end_zone != start_zone else None
+            return TimeSpan(_time(pair[0]), _time(pair[1]), zone, other)
     m = _ONE_TIME.search(text)
     if m and (m[3] or m[2]):
         start = _minutes(*_clock(m[1], m[2], m[3]))

@@ -212,10 +212,10 @@ def _event_zone(raw: dict, tz: tzinfo, source: str) -> tzinfo:
 def _event(raw: dict, tz: tzinfo, source: str) -> Event:
     tz = _event_zone(raw, tz, source)
     starts, all_day = _as_datetime(raw.get("starts"), tz, source, "event.starts")
-    ends = None
+    ends, ends_all_day = None, True
     if raw.get("ends") is not None:
-        ends, _ = _as_datetime(raw["ends"], tz, source, "event.ends")
-        if ends <= starts:
+        ends, ends_all_day = _as_datetime(raw["ends"], tz, source, "event.ends")
+        if ends < starts or (ends == starts and not all_day):
             raise EpisodeError("must be after event.starts", source=source, field="event.ends")
     ev_title = _field(raw, "title", (str, int), source, "event.title", required=True)
     speakers: list[Speaker] = []
@@ -231,7 +231,7 @@ def _event(raw: dict, tz: tzinfo, source: str) -> Event:
         title=one_line(str(ev_title), 300),
         starts=starts,
         ends=ends,
-        all_day=all_day and ends is None,
+        all_day=all_day and ends_all_day,
         venue=one_line(str(raw.get("venue") or ""), 300),
         signup_url=safe_url(str(raw.get("signup_url") or "")),
         speakers=tuple(speakers[:30]),

@@ -37,8 +37,9 @@ class Link:
 class Event:
     """An event the episode advertises.
 
-    `starts` and `ends` are aware datetimes (`ends` None when not given; `all_day` when only a
-    date was given, then `starts` is that day's midnight). `description` holds paragraphs;
+    `starts` and `ends` are aware datetimes (`ends` None when not given; `all_day` when only
+    dates were given, then `starts` is the first day's midnight and `ends` the last day's, or
+    None for one day). `description` holds paragraphs;
     `banner_image` is https only; `banner_alt` is the header image's caption; `heading` the
     block's heading line in the page layout ('Product Panel Event')."""
 
@@ -56,12 +57,13 @@ class Event:
 
     @property
     def finishes(self) -> datetime:
-        """When the event ends: `ends`, else the next midnight for an all-day event, else two
-        hours after `starts` (aware datetime)."""
+        """When the event ends: for an all-day event the midnight after its last day (`ends`,
+        the last day's midnight, else `starts`), else `ends`, else two hours after `starts`
+        (aware datetime)."""
+        if self.all_day:
+            return (self.ends or self.starts) + timedelta(days=1)  # wall-clock: the next midnight
         if self.ends:
             return self.ends
-        if self.all_day:
-            return self.starts + timedelta(days=1)
         return self.starts + timedelta(hours=2)
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from ..errors import EpisodeError
 from ..text import URL_IN_TEXT, clean_line, find_url, one_line, safe_url
-from .dates import TimeSpan, date_in, parse_date, parse_time_span
+from .dates import TimeSpan, date_in, date_range_in, parse_date, parse_time_span
 from .model import MAX_LINKS, Episode, Event, Link, Speaker, build_episode
 from .zones import ZoneError
 
@@ -253,7 +253,11 @@ def _has_time(text: str) -> bool:
 
 def _when_lines(body: list[Line]) -> tuple[int, int] | None:
     """Indexes of the first and last of the consecutive date/time lines near the block's top."""
-    when_idx = [i for i, ln in enumerate(body[:12]) if parse_date(ln.text) or _has_time(ln.text) or date_in(ln.text)]
+    when_idx = [
+        i
+        for i, ln in enumerate(body[:12])
+        if parse_date(ln.text) or _has_time(ln.text) or date_in(ln.text) or date_range_in(ln.text)
+    ]
     if not when_idx:
         return None
     first = last = when_idx[0]
@@ -279,8 +283,11 @@ def _parse_event(
     first_when, last_when = when
     before = [ln.text for ln in body[:first_when]]
     day: date | None = None
+    last_day: date | None = None
     span: TimeSpan | None = None
     for ln in body[first_when : last_when + 1]:
+        if day is None and (days := date_range_in(ln.text)):
+            day, last_day = days
         day = day or parse_date(ln.text) or date_in(ln.text)
         try:
             span = span or parse_time_span(ln.text)
@@ -294,7 +301,7 @@ def _parse_event(
     if signup and venue:
         venue = _CALL_TO_ACTION.sub("", URL_IN_TEXT.sub("", venue).strip(" -–—|,:"))
         venue = venue.strip(" -–—|,:")
-    starts, ends = event_times(day, span, tz)
+    starts, ends = event_times(day, span, tz, last_day=last_day)
     event = Event(
         title=one_line(before[-1] if before else heading.text, 300),
         starts=starts,
@@ -317,20 +324,25 @@ def datetime_at(day: date, at: time, tz: tzinfo) -> datetime:
     return utc.astimezone(tz)
 
 
-def event_times(day: date, span: TimeSpan | None, tz: tzinfo) -> tuple[datetime, datetime | None]:
-    """(starts, ends) for an event on `day`: in the zone written on its line, else `tz`.
-    No times -> (midnight, None), an all-day event. An end at or before the start is on the
-    next day (past midnight); each end carries its own UTC offset (a range across a
-    daylight-saving change)."""
+def event_times(
+    day: date, span: TimeSpan | None, tz: tzinfo, *, last_day: date | None = None
+) -> tuple[datetime, datetime | None]:
+    """(starts, ends) for an event on `day` (to `last_day`, for an event over several days): in
+    the zone written on its line, else `tz`. No times -> an all-day event: (midnight of `day`,
+    midnight of `last_day` or None). An end at or before the start is on the next day (past
+    midnight); each end carries its own UTC offset (a range across a daylight-saving change,
+    or a zone of its own: '11pm BST – 1am CEST')."""
     if span is None:
-        return datetime_at(day, time(0, 0), tz), None
+        return datetime_at(day, time(0, 0), tz), (datetime_at(last_day, time(0, 0), tz) if last_day else None)
     zone = span.zone or tz
     starts = datetime_at(day, span.start, zone)
     if span.end is None:
         return starts, None
-    ends = datetime_at(day, span.end, zone)
+    end_zone = span.end_zone or zone
+    end_day = last_day or day
+    ends = datetime_at(end_day, span.end, end_zone)
     if ends.astimezone(UTC) <= starts.astimezone(UTC):
-        ends = datetime_at(day + timedelta(days=1), span.end, zone)  # runs past midnight
+        ends = datetime_at(end_day + timedelta(days=1), span.end, end_zone)  # runs past midnight
     return starts, ends
 
 

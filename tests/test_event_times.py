@@ -281,3 +281,15 @@ def test_front_matter_dates_alone_make_an_all_day_event_over_several_days():
     assert ep.event.all_day and ep.event.starts.date().isoformat() == "2024-01-20"
     assert ep.event.ends.date().isoformat() == "2024-01-22"
 
+
+def test_a_multi_day_event_reaches_the_banner_and_the_calendar_file(tmp_path):
+    from worker.digest import build_digest
+    from worker.settings import get_settings
+
+    path = tmp_path / "ep.txt"
+    path.write_text(page("30 April – 2 May 2024", "").replace("30 April – 2 May 2024\n\n", "30 April – 2 May 2024\n"))
+    ep = load_episode(path, LONDON)
+    digest = build_digest(ep, get_settings(), as_of=datetime(2024, 4, 3, 9, tzinfo=UTC))
+    assert digest.event.weekday_date == "Tuesday 30 April – Thursday 2 May 2024" and digest.event.time_range == ""
+    ics = digest.ics.decode() if isinstance(digest.ics, bytes) else str(digest.ics)
+    assert "DTSTART;VALUE=DATE:20240430" in ics and "DTEND;VALUE=DATE:20240503" in ics

@@ -75,6 +75,20 @@ def _day(dt: datetime) -> str:
     return f"{dt.strftime('%A')} {dt.day} {dt.strftime('%B %Y')}"
 
 
+def days(event: Event) -> str:
+    """ "Wednesday 10 April 2024"; for an all-day event over several days its first and last
+    day: "Wednesday 10 – Friday 12 April 2024" (month and year written once when shared)."""
+    first = event.starts
+    if not (event.all_day and event.ends and event.ends.date() > first.date()):
+        return _day(first)
+    last = event.ends.astimezone(first.tzinfo)
+    if (first.year, first.month) == (last.year, last.month):
+        return f"{first.strftime('%A')} {first.day} – {_day(last)}"
+    if first.year == last.year:
+        return f"{first.strftime('%A')} {first.day} {first.strftime('%B')} – {_day(last)}"
+    return f"{_day(first)} – {_day(last)}"
+
+
 def time_range(event: Event) -> str:
     """ "5:30pm – 7:30pm GMT"; the end's own zone name when it differs (a range across a clock
     change), and its day when it ends on another day. '' for an all-day event."""
@@ -97,7 +111,7 @@ def banner(event: Event, web_url: str) -> EventBanner:
     speakers = tuple(speaker_line(s.name, s.role) for s in event.speakers[:MAX_SPEAKERS_SHOWN])
     return EventBanner(
         title=shorten(event.title, FIELD_CHARS),
-        weekday_date=_day(event.starts),
+        weekday_date=days(event),
         time_range=time_range(event),
         venue=shorten(event.venue, FIELD_CHARS),
         speakers=speakers,

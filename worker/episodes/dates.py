@@ -235,11 +235,11 @@ def parse_time_span(text: str) -> TimeSpan | None:
             zone = start_zone or end_zone
             other = end_zone if end_zone is not None and start_zone is not None and end_zone != start_zone else None
             return TimeSpan(_time(pair[0]), _time(pair[1]), zone, other)
-    m = _ONE_TIME.search(text)
-    if m and (m[3] or m[2]):
-        start = _minutes(*_clock(m[1], m[2], m[3]))
+    one = _ONE_TIME.search(text)
+    if one and (one[3] or one[2]):
+        start = _minutes(*_clock(one[1], one[2], one[3]))
         if start is not None:
-            return TimeSpan(_time(start), None, zone_after(text[m.end() :]))
+            return TimeSpan(_time(start), None, zone_after(text[one.end() :]))
     return None
 
 

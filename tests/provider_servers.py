@@ -65,6 +65,7 @@ class ProviderState:
 class _Handler(BaseHTTPRequestHandler):
     server: ProviderServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave together, not 40 ms apart (delayed ACK)
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -195,6 +196,7 @@ class _SESFront(BaseHTTPRequestHandler):
 
     server: SESThrottlingFront
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave together, not 40 ms apart (delayed ACK)
 
     def log_message(self, *args: object) -> None:
         pass

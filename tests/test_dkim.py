@@ -28,7 +28,9 @@ def dkim_key(monkeypatch, tmp_path):
     path = tmp_path / "dkim.pem"
     path.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,  # what `openssl genrsa` writes
+            serialization.NoEncryption(),
         )
     )
     for k, v in {
@@ -129,3 +131,18 @@ def test_dns_records_prints_spf_dkim_and_dmarc(dkim_key, monkeypatch):
     quoted = re.search(rf"{SELECTOR}\._domainkey\.\S+ IN TXT (.*)", out).group(1)
     assert "".join(re.findall(r'"([^"]*)"', quoted)) == dkim_key  # split in 255-octet strings, same key
     assert '_dmarc.news.example.org. IN TXT "v=DMARC1; p=none' in out
+
+
+def test_the_openssl_signature_is_the_one_dkimpy_would_make(dkim_key):
+    """PKCS#1 v1.5 is deterministic: OpenSSL's signature equals dkimpy's pure-Python one."""
+    import hashlib
+
+    import dkim.crypto
+
+    signer = Signer(get_settings())
+    pk = dkim.crypto.parse_pem_private_key(signer.key)
+    for algorithm in (hashlib.sha256, hashlib.sha1):
+        assert dkim.RSASSA_PKCS1_v1_5_sign(algorithm(b"x"), pk) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(
+            algorithm(b"x"), pk
+        )
+    assert dkim.RSASSA_PKCS1_v1_5_sign is not dkim.crypto.RSASSA_PKCS1_v1_5_sign

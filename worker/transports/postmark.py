@@ -22,6 +22,7 @@ import base64
 import os
 import re
 from email import policy
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
@@ -85,11 +86,12 @@ class PostmarkTransport(ProviderTransport):
 
 def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
     """Postmark's JSON for one of our messages: the parts as they are, our headers unchanged."""
-    msg = BytesParser(policy=policy.default).parsebytes(message)
+    # compat32 parsing and decoding by hand: the `default` policy's objects cost ~3 ms a message.
+    msg = BytesParser(policy=policy.compat32).parsebytes(message)
     data: dict[str, Any] = {
         "From": str(msg["From"]),
         "To": recipient,
-        "Subject": str(msg["Subject"] or ""),
+        "Subject": str(make_header(decode_header(msg["Subject"] or ""))),
         "MessageStream": stream,
         "TrackOpens": False,
         "TrackLinks": "None",
@@ -118,10 +120,10 @@ def payload(message: bytes, recipient: str, stream: str) -> dict[str, Any]:
                     "Content": base64.b64encode(_payload_bytes(part)).decode("ascii"),
                 }
             )
-        elif ctype == "text/plain" and "TextBody" not in data:
-            data["TextBody"] = part.get_content()
-        elif ctype == "text/html" and "HtmlBody" not in data:
-            data["HtmlBody"] = part.get_content()
+        elif ctype in ("text/plain", "text/html"):
+            field = "TextBody" if ctype == "text/plain" else "HtmlBody"
+            charset = part.get_content_charset() or "utf-8"
+            data.setdefault(field, _payload_bytes(part).decode(charset, "replace"))
     if attachments:
         data["Attachments"] = attachments
     return data

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import Any
 
 from .errors import ConfigError
 from .settings import Settings
@@ -90,7 +91,7 @@ class Signer:
         return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
-_OPENSSL_KEYS: dict[int, object] = {}  # modulus -> cryptography private key
+_OPENSSL_KEYS: dict[int, Any] = {}  # modulus -> cryptography RSAPrivateKey
 
 
 def _use_openssl_for(private) -> None:  # noqa: ANN001

@@ -34,6 +34,7 @@ _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 _SPECIALS = set('()<>[]:;@\\,."')
 
 
+@lru_cache(maxsize=2048)
 def _q_char(ch: str) -> str:
     out = []
     for byte in ch.encode("utf-8"):
@@ -50,20 +51,24 @@ def _words(text: str, kind: str, first: int) -> list[str]:
     """`text` as encoded-words of kind "b" or "q"; the first at most `first` characters long,
     the others at most MAX_WORD. A word never splits a character."""
     frame = len(_PREFIX[kind]) + 2
-    words, chunk, budget = [], "", first
+    chunks: list[list[str]] = []
+    chunk: list[str] = []
+    size, budget = 0, first  # size: encoded characters ("q") or UTF-8 bytes ("b") of the chunk
     for ch in text:
-        candidate = chunk + ch
-        size = 4 * -(-len(candidate.encode("utf-8")) // 3) if kind == "b" else sum(len(_q_char(c)) for c in candidate)
-        if chunk and size + frame > budget:
-            words.append(chunk)
-            chunk, budget = ch, MAX_WORD
-        else:
-            chunk = candidate
+        piece = _q_char(ch) if kind == "q" else ch.encode("utf-8")
+        grown = size + len(piece)
+        encoded = grown if kind == "q" else 4 * -(-grown // 3)
+        if chunk and encoded + frame > budget:
+            chunks.append(chunk)
+            chunk, size, budget = [], 0, MAX_WORD
+            grown = len(piece)
+        chunk.append(ch)
+        size = grown
     if chunk:
-        words.append(chunk)
+        chunks.append(chunk)
     if kind == "b":
-        return [f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words]
-    return ["=?utf-8?q?" + "".join(_q_char(c) for c in w) + "?=" for w in words]
+        return [f"=?utf-8?b?{base64.b64encode(''.join(c).encode('utf-8')).decode('ascii')}?=" for c in chunks]
+    return ["=?utf-8?q?" + "".join(map(_q_char, c)) + "?=" for c in chunks]
 
 
 def encoded_words(text: str, first: int = MAX_WORD) -> list[str]:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 NAIVE_REDIS = os.environ.get("BENCH_NAIVE_REDIS_URL", "redis://127.0.0.1:6379/15")
-EPISODE = ROOT / "config" / "sample-episode.txt"
+EPISODE = ROOT / "tests" / "fixtures" / "episodes" / "sample-episode.txt"
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 CLK = os.sysconf("SC_CLK_TCK")
 # Every run sends the sample "as of" its own date, so all three carry the same event banner.

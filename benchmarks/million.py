@@ -111,7 +111,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
 
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
-    from worker.ledger import status, sweep
+    from worker.ledger import counts, status, sweep
     from worker.publish import create_campaign, start
     from worker.settings import get_settings, reset_settings
     from worker.web import create_app
@@ -163,6 +163,10 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
             r = client.get(f"/campaigns/{cid}", headers=auth)
             assert r.status_code == 200, r.text
 
+        def counts_call() -> None:
+            with session_scope(settings) as s:
+                counts(s, cid)
+
         def sweep_call() -> None:
             with session_scope(settings) as s:
                 sweep(s, settings)
@@ -170,19 +174,23 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
         samples = []
         added_finished = False
         t_send = time.perf_counter()
-        while (elapsed := time.perf_counter() - t_send) < args.send_seconds:
+        paused = 0.0  # time spent adding finished campaigns: not part of the measured send
+        while (elapsed := time.perf_counter() - t_send - paused) < args.send_seconds:
             if not added_finished and elapsed >= args.send_seconds / 2 and args.finished:
+                t_add = time.perf_counter()
                 with session_scope(settings) as s:
                     add_finished_campaigns(s, args.n, args.finished)
                 with admin.connect() as c:
                     c.exec_driver_sql(f"ANALYZE {schema}.deliveries")
                 added_finished = True
+                paused += time.perf_counter() - t_add
                 print(f"  added {args.finished} finished campaigns, {args.n:,} delivery rows", flush=True)
                 continue
             st = status_call()
             sample = {
                 "t": round(elapsed, 1),
                 "sent": st["sent"],
+                "counts_ms": round(timed(counts_call), 1),
                 "status_ms": round(timed(status_call), 1),
                 "web_ms": round(timed(web_call), 1),
                 "sweep_ms": round(timed(sweep_call, 3), 1),
@@ -208,7 +216,10 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
     sent = samples[-1]["sent"]
     summary = {
         "publish_s": figures["publish_seconds"],
+        "counts_ms_median": statistics.median(s["counts_ms"] for s in samples),
+        "status_ms_median": statistics.median(s["status_ms"] for s in samples),
         "status_ms_max": max(s["status_ms"] for s in samples),
+        "web_ms_median": statistics.median(s["web_ms"] for s in samples),
         "web_ms_max": max(s["web_ms"] for s in samples),
         "sweep_ms_median_before": statistics.median(s["sweep_ms"] for s in before) if before else None,
         "sweep_ms_median_after": statistics.median(s["sweep_ms"] for s in after) if after else None,
@@ -221,9 +232,11 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
         "| measure | figure | target |",
         "|---|---:|---|",
         f"| publish: render + {args.n:,} ledger rows | {summary['publish_s']:.1f} s | ≤ 15 s |",
-        f"| `ledger.status()` (`newsletter status --json`), slowest median during the send | "
-        f"{summary['status_ms_max']:.1f} ms | ≤ 100 ms |",
-        f"| GET /campaigns/{{id}}, slowest median during the send | {summary['web_ms_max']:.1f} ms | ≤ 100 ms |",
+        f"| reading the kept counts (a session and one query), median | {summary['counts_ms_median']:.1f} ms | |",
+        f"| `ledger.status()` (`newsletter status --json`) during the send, median / slowest sample | "
+        f"{summary['status_ms_median']:.1f} / {summary['status_ms_max']:.1f} ms | ≤ 100 ms |",
+        f"| GET /campaigns/{{id}} during the send, median / slowest sample | "
+        f"{summary['web_ms_median']:.1f} / {summary['web_ms_max']:.1f} ms | ≤ 100 ms |",
         f"| sweep, median, no finished campaigns | {summary['sweep_ms_median_before'] or 0:.1f} ms | |",
         f"| sweep, median, + {args.finished} finished campaigns ({args.n:,} rows) | "
         f"{summary['sweep_ms_median_after'] or 0:.1f} ms | no growth |",

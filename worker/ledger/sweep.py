@@ -13,8 +13,7 @@ from ..clock import db_now
 from ..db import rowcount
 from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus
 from ..settings import Settings
-from .claims import due
-from .counts import open_rows
+from .counts import open_rows, status_counts
 
 log = logging.getLogger(__name__)
 D = DeliveryStatus
@@ -77,8 +76,7 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
             continue
         # Whether there is any, not how many: one index probe, not a count of a million rows.
         has_claims = session.scalar(select(Claim.token).where(Claim.campaign_id == campaign.id).limit(1))
-        due_row = session.scalar(select(Delivery.id).where(due(campaign.id, now)).limit(1))
-        if due_row is not None and has_claims is None:
+        if has_claims is None and _has_due_rows(session, campaign.id, now):
             report.need_work.append(campaign.id)
     session.commit()
     if report.uncertain or report.requeued:
@@ -110,3 +108,12 @@ def finish_if_done(session: Session, campaign_id: int) -> bool:
     done = _mark_done_if_settled(session, campaign, db_now(session))
     session.commit()
     return done
+
+
+def _has_due_rows(session: Session, campaign_id: int, now: ColumnElement[datetime]) -> bool:
+    """Queued rows (the kept counts say) or a retry due by now (one probe of the few retry rows):
+    never a scan of a million queued rows, whatever the planner's statistics say."""
+    if status_counts(session, campaign_id).get(D.QUEUED):
+        return True
+    retry_due = and_(Delivery.campaign_id == campaign_id, Delivery.status == D.RETRY, Delivery.next_attempt_at <= now)
+    return session.scalar(select(Delivery.id).where(retry_due).limit(1)) is not None

@@ -9,6 +9,9 @@ from worker.episodes import Episode, load_episode, parse_date, parse_time_range
 from worker.errors import EpisodeError
 from worker.text import safe_url
 
+from .conftest import FIXTURES
+from .factories import cli
+
 TZ = ZoneInfo("Europe/London")
 
 
@@ -410,3 +413,47 @@ def test_every_part_of_an_extreme_markdown_episode_is_bounded(tmp_path):
     assert len(ev.description) <= 5 and all(len(p) <= 1000 for p in ev.description)
     assert all(len(p) <= 5000 for p in ep.transcript)
     assert sum(map(len, ep.transcript)) >= 50 * 5000 * 5 - 1000  # split, not cut: the web page keeps it all
+
+
+def _yaml_shapes() -> list[tuple[str, str, str]]:
+    rows = []
+    for line in (FIXTURES / "episodes" / "yaml-shapes.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            field, text, expected = (part.strip() for part in line.split(" | "))
+            rows.append((field, text, expected))
+    return rows
+
+
+def _read_shape(ep, field: str) -> str:  # noqa: ANN001
+    ev = ep.event
+    values = {
+        "links": lambda: ep.links[0].title,
+        "venue": lambda: ev.venue,
+        "description": lambda: "|".join(ev.description),
+        "speakers": lambda: f"{ev.speakers[0].name}, {ev.speakers[0].role}",
+        "number": lambda: str(ep.number),
+    }
+    return values.get(field, lambda: str(getattr(ep, field, None) or getattr(ev, field, None)))()
+
+
+@pytest.mark.parametrize("field, line, expected", _yaml_shapes())
+def test_front_matter_shapes_give_the_value_or_an_error_naming_the_field(tmp_path, field, line, expected):
+    """A text field never becomes the repr of a list or a mapping: the value as written, or an
+    error naming the field (exit 2 through the CLI, one line)."""
+    path = tmp_path / "ep.md"
+    path.write_text(f"---\ntitle: T\ndate: 2024-01-10\n{line}\n---\nBody.\n")
+    if expected.startswith("error "):
+        with pytest.raises(EpisodeError) as info:
+            load_episode(path, ZoneInfo("Europe/London"))
+        assert f"field '{expected.removeprefix('error ')}'" in str(info.value)
+    else:
+        assert _read_shape(load_episode(path, ZoneInfo("Europe/London")), field) == expected
+
+
+@pytest.mark.parametrize("line", ["slug: [a]", "event: {title: T, starts: 2024-01-20, speakers: [{name: [a]}]}"])
+def test_a_wrong_shape_through_the_cli_is_one_line_and_exit_2(tmp_path, line):
+    path = tmp_path / "ep.md"
+    path.write_text(f"---\ntitle: T\ndate: 2024-01-10\n{line}\n---\nBody.\n")
+    proc = cli("render", str(path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert f"{path}: field '" in proc.stderr and not (tmp_path / "out").exists()

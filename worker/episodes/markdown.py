@@ -58,7 +58,8 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
     raw_event = _field(meta, "event", dict, source, "event")
     event = _event(raw_event, tz, source) if raw_event else None
     paras = markdown_paragraphs(body)
-    slug = meta.get("slug")
+    slug = _text(meta, "slug", source, "slug")
+    guid = _text(meta, "guid", source, "guid")
     return build_episode(
         title=title,
         date=ep_date,
@@ -67,12 +68,12 @@ def parse_markdown(text: str, *, source: str, tz: tzinfo) -> Episode:
         event=event,
         links=_links(meta, source),
         source=source,
-        slug=slugify(str(slug)) if slug is not None else None,
-        guid=one_line(str(meta["guid"]), 300) if meta.get("guid") else None,
+        slug=slugify(slug) if slug.strip() else None,
+        guid=one_line(guid, 300) or None,
         number=number,
         summary=summary or None,
-        episode_url=safe_url(str(meta.get("episode_url") or meta.get("url") or "")),
-        audio_url=safe_url(str(meta.get("audio_url") or meta.get("audio") or "")),
+        episode_url=safe_url(_text(meta, "episode_url", source, "episode_url", alias="url")),
+        audio_url=safe_url(_text(meta, "audio_url", source, "audio_url", alias="audio")),
         highlights=_highlights(meta, source),
     )
 
@@ -112,6 +113,24 @@ def _field(d: dict, key: str, kind: type | tuple[type, ...], source: str, path: 
             f"expected {names}, got {type(value).__name__} {str(value)[:40]!r}", source=source, field=path
         )
     return value
+
+
+def _text(d: dict, key: str, source: str, path: str, *, alias: str | None = None) -> str:
+    """The text of a scalar field as written ('' when absent or null); a list, a mapping or a
+    binary value is an error naming the field (never its Python repr)."""
+    value = d.get(key)
+    if value is None and alias:
+        value, path = d.get(alias), path.rsplit(key, 1)[0] + alias
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, date)):
+        raise EpisodeError(f"expected a line of text, got {_shape(value)}", source=source, field=path)
+    return str(value)
+
+
+def _shape(value: Any) -> str:
+    names = {list: "a list", dict: "a mapping", bytes: "binary data"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
 
 
 def _number(raw: Any, source: str) -> int | None:
@@ -161,9 +180,9 @@ def _links(meta: dict, source: str) -> tuple[Link, ...]:
     for i, item in enumerate(raw_links[:MAX_LINKS]):
         if not isinstance(item, dict):
             raise EpisodeError("expected a mapping with title and url", source=source, field=f"links[{i}]")
-        url = safe_url(str(item.get("url") or ""))
+        url = safe_url(_text(item, "url", source, f"links[{i}].url"))
         if url:
-            links.append(Link(title=one_line(str(item.get("title") or url)), url=url))
+            links.append(Link(title=one_line(_text(item, "title", source, f"links[{i}].title") or url), url=url))
     return tuple(links)
 
 
@@ -193,8 +212,8 @@ def _as_datetime(value: Any, tz: tzinfo, source: str, path: str) -> tuple[dateti
 
 def _event_zone(raw: dict, tz: tzinfo, source: str) -> tzinfo:
     """`event.timezone` ('America/Denver', 'MDT', 'UTC+2'), else the list's zone `tz`."""
-    name = raw.get("timezone")
-    if name is None or name == "":
+    name = _text(raw, "timezone", source, "event.timezone")
+    if not name.strip():
         return tz
     try:
         zone = (
@@ -223,23 +242,38 @@ def _event(raw: dict, tz: tzinfo, source: str) -> Event:
         if isinstance(sp, str):
             speakers.extend(parse_speakers(sp))
         elif isinstance(sp, dict) and sp.get("name"):
-            speakers.append(Speaker(name=one_line(str(sp["name"]), 120), role=one_line(str(sp.get("role") or ""), 240)))
+            path = f"event.speakers[{i}]"
+            speakers.append(
+                Speaker(
+                    name=one_line(_text(sp, "name", source, f"{path}.name"), 120),
+                    role=one_line(_text(sp, "role", source, f"{path}.role"), 240),
+                )
+            )
         else:
             raise EpisodeError("expected a name (and role)", source=source, field=f"event.speakers[{i}]")
-    desc = raw.get("description") or ""
     return Event(
         title=one_line(str(ev_title), 300),
         starts=starts,
         ends=ends,
         all_day=all_day and ends_all_day,
-        venue=one_line(str(raw.get("venue") or ""), 300),
-        signup_url=safe_url(str(raw.get("signup_url") or "")),
+        venue=one_line(_text(raw, "venue", source, "event.venue"), 300),
+        signup_url=safe_url(_text(raw, "signup_url", source, "event.signup_url")),
         speakers=tuple(speakers[:30]),
-        description=tuple(p for p in (clean_line(x) for x in str(desc).split("\n\n")) if p),
-        banner_image=_https_image(str(raw.get("banner_image") or "")),
-        banner_alt=one_line(str(raw.get("banner_alt") or ""), 300),
-        heading=one_line(str(raw.get("heading") or ""), 120),
+        description=_description(raw, source),
+        banner_image=_https_image(_text(raw, "banner_image", source, "event.banner_image")),
+        banner_alt=one_line(_text(raw, "banner_alt", source, "event.banner_alt"), 300),
+        heading=one_line(_text(raw, "heading", source, "event.heading"), 120),
     )
+
+
+def _description(raw: dict, source: str) -> tuple[str, ...]:
+    """`event.description`: text (paragraphs split at blank lines) or a list of paragraphs."""
+    value = raw.get("description")
+    if isinstance(value, list):
+        items = [_text({"p": v}, "p", source, f"event.description[{i}]") for i, v in enumerate(value)]
+    else:
+        items = _text(raw, "description", source, "event.description").split("\n\n")
+    return tuple(p for p in (clean_line(x) for x in items) if p)
 
 
 def _https_image(url: str) -> str:

@@ -261,7 +261,7 @@ def build_episode(
         transcript=split_long(transcript, MAX_TRANSCRIPT_PARAGRAPH),
         links=tuple(Link(title=cut(lk.title, MAX_LINK_TITLE), url=lk.url) for lk in links[:MAX_LINKS]),
         event=_bounded_event(event),
-        number=number or episode_number(title),
+        number=number if number is not None else episode_number(title),
         summary=cut(summary or clean_line(" ".join(intro)), MAX_SUMMARY),
         episode_url=episode_url,
         audio_url=audio_url,

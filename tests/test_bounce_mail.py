@@ -269,7 +269,7 @@ def test_a_campaign_send_uses_a_verp_envelope_per_delivery(verp_env, seed_path, 
     from worker.publish import publish_episode
     from worker.sending import Sender
 
-    from .test_sending import seed_subscribers
+    from .factories import seed_subscribers
 
     emails = seed_subscribers(3)
     settings = get_settings()

@@ -19,7 +19,7 @@ from worker.ledger import (
 from worker.models import Delivery
 from worker.settings import get_settings
 
-from .test_ledger import make_campaign
+from .factories import make_campaign
 
 
 def counted(cid: int) -> dict[str, int]:

@@ -20,7 +20,7 @@ from worker.episodes import load_episode
 from worker.message import Recipient, compose
 from worker.render import DARK, LIGHT
 
-from .test_render import contrast
+from .factories import contrast
 
 pytestmark = pytest.mark.integration  # starts Chromium
 

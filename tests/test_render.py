@@ -15,6 +15,7 @@ from worker.message import Recipient, compose
 from worker.render import COLOUR_PAIRS, DARK, LIGHT
 
 from .conftest import CANIEMAIL
+from .factories import contrast
 
 MARKDOWN_WITH_IMAGE = """---
 title: With banner
@@ -193,17 +194,6 @@ def test_mobile_and_dark_rules_survive_with_important(sample_html):
     assert f"background-color: {DARK['card']} !important" in dark
     # and the inlined (light) styles are on the elements themselves
     assert f"color:{LIGHT['text']}" in sample_html.replace(" ", "")
-
-
-def _luminance(hex_colour: str) -> float:
-    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def contrast(a: str, b: str) -> float:
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
 
 
 @pytest.mark.parametrize("palette", [LIGHT, DARK], ids=["light", "dark"])

@@ -23,9 +23,9 @@ from worker.ledger import resend_uncertain, sweep
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
+from ..factories import campaign_status, seed_subscribers
 from ..smtp_server import free_port
 from ..stack import wait_for
-from ..test_sending import campaign_status, seed_subscribers
 
 LEASE = 3.0
 

@@ -153,3 +153,8 @@ class BadLink(InputError):
 
 class LinkExpired(BadLink):
     """A confirmation link older than NEWSLETTER_CONFIRM_LINK_DAYS."""
+
+
+class CampaignStateError(InputError):
+    """A campaign whose state does not allow the change asked for (pausing a draft, scheduling
+    one that has started, a schedule time in the past). The CLI exits 2; the API answers 409."""

@@ -51,7 +51,8 @@ class DeliveryStatus(enum.StrEnum):
     UNCERTAIN = "uncertain"  # its worker died mid-send: maybe delivered, never resent by itself
     SKIPPED = "skipped"  # unsubscribed or suppressed after the audience was frozen
     BOUNCED = "bounced"  # sent, then reported back as a hard bounce (webhook or DSN)
-    ALL = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED, BOUNCED))
+    CANCELLED = "cancelled"  # its campaign was cancelled before it was sent
+    ALL = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY, SENT, FAILED, UNCERTAIN, SKIPPED, BOUNCED, CANCELLED))
     OPEN = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY))  # a campaign with any of these is not done
 
 
@@ -100,17 +101,21 @@ class EpisodeRecord(Base):
 
 
 class CampaignStatus(enum.StrEnum):
-    """A campaign: a draft (NEWSLETTER_AUTO_SEND=false) waits for `newsletter send`; sending
-    until no delivery is open; then done."""
+    """A campaign: a draft (NEWSLETTER_AUTO_SEND=false) waits for `newsletter send` (or is
+    scheduled, and the sweeper starts it); sending until no delivery is open; then done. Staff can
+    pause and resume a sending one, and cancel any that is not done (`worker.ledger.control`)."""
 
     DRAFT = "draft"
+    SCHEDULED = "scheduled"
     SENDING = "sending"
-    PAUSED = "paused"  # the transport is misconfigured; status_reason says why; `newsletter send` resumes
+    PAUSED = "paused"  # by staff, or the transport is misconfigured; status_reason says why
     DONE = "done"
+    CANCELLED = "cancelled"
 
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # one live campaign per episode: publishing again finds this row
@@ -126,9 +131,11 @@ class Campaign(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # why sending stopped (a paused campaign): one line, shown by `newsletter status`
+    # why sending stopped (a paused or cancelled campaign): one line, shown by `newsletter status`
     status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # when a scheduled campaign starts (the sweeper starts it)
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Delivery(Base):

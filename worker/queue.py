@@ -47,3 +47,12 @@ def joining_emails(kind: str, subscriber_ids: list[int]) -> None:
     with app.connection_for_write(get_settings().resolved_broker_url) as conn:
         for sid in subscriber_ids:
             app.send_task(SEND_JOINING_EMAIL, args=(kind, sid), connection=conn)
+
+
+def poll_now() -> None:
+    """One pass over every feed and the drop folder, now (the beat task, queued by hand: the
+    console's "Poll now"). Raises what kombu raises when the broker cannot be reached."""
+    from .celery import app
+
+    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+        app.send_task(POLL, connection=conn)

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from . import sendwindow
 from .bounces.verp import verp_for
 from .db import session_factory
 from .errors import (
@@ -38,8 +39,9 @@ from .ledger import (
     release_claim,
     stored_email,
 )
+from .ledger.control import is_sending, settle_cancelled
 from .message import MessageTemplate, Recipient
-from .models import Campaign, CampaignStatus, EpisodeRecord
+from .models import Campaign, CampaignStatus, EpisodeRecord, utcnow
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .transports import Transport, get_transport, transport_rate
@@ -47,6 +49,8 @@ from .transports import Transport, get_transport, transport_rate
 log = logging.getLogger(__name__)
 # A shared pause longer than this (seconds) ends the batch instead of sleeping in it.
 LONG_PAUSE = 10.0
+# How often (seconds) a batch checks that its campaign is still sending (not paused or cancelled).
+STATUS_CHECK_INTERVAL = 1.0
 
 
 @dataclass
@@ -115,6 +119,9 @@ class Sender:
             while max_batches is None or outcome.batches < max_batches:
                 if time.monotonic() - started > time_budget or outcome.stopped:
                     break
+                if not sendwindow.is_open(self.settings.send_window, self.settings.tz, utcnow()):
+                    log.info("campaign %s: outside NEWSLETTER_SEND_WINDOW; the sweeper resumes it", campaign_id)
+                    break
                 token = uuid.uuid4().hex
                 # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
                 lease = Lease(self.settings.claim_lease)
@@ -143,7 +150,9 @@ class Sender:
                     len(rows),
                     time.monotonic() - batch_started,
                 )
-            if not finish_if_done(session, campaign_id):
+            if not is_sending(session, campaign_id):  # paused or cancelled meanwhile
+                settle_cancelled(session, campaign_id)  # a no-op unless cancelled
+            elif not finish_if_done(session, campaign_id):
                 outcome.next_due_in = next_due_in(session, campaign_id)
                 if outcome.paused_for and outcome.next_due_in is not None:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
@@ -152,11 +161,19 @@ class Sender:
     def _send_rows(self, session, progress, token, template, rows, outcome, campaign_id) -> None:  # noqa: ANN001
         envelope_from = self.settings.envelope_from
         finished: tuple[int, str] | None = None
+        checked = time.monotonic()
         for row in rows:
             if (paused := self.limiter.paused_for()) > LONG_PAUSE:
                 # Throttled for long (a daily cap): hand the batch back rather than hold it asleep.
                 outcome.stopped, outcome.paused_for = f"throttled for {paused:.0f} s", paused
                 break
+            # Staff may pause or cancel: look about once a second; the rows not started go back
+            # to the queue when the batch releases its claim.
+            if time.monotonic() - checked >= STATUS_CHECK_INTERVAL:
+                checked = time.monotonic()
+                if not is_sending(session, campaign_id):
+                    log.info("campaign %s is no longer sending: giving the rest of the batch back", campaign_id)
+                    break
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     retry_max_delay: Annotated[float, Field(gt=0, lt=1800)] = 900
     claim_lease: Positive = 120
     sweep_interval: Positive = 15
+    send_window: str = ""  # "08:00-20:00" in `timezone`: claims wait outside it (worker.sendwindow)
     smtp_timeout: Positive = 30
 
     feeds: str = ""
@@ -144,6 +145,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/London") from None
         return value
+
+    @field_validator("send_window")
+    @classmethod
+    def _send_window(cls, value: str) -> str:
+        from .sendwindow import parse
+
+        parse(value)
+        return value.strip()
 
     @field_validator("base_url")
     @classmethod

@@ -12,6 +12,7 @@ import sys
 from ..errors import InputError, NewsletterError, NotFound
 from . import (  # noqa: F401  (they register the commands)
     campaigns,
+    control,
     db,
     delivery,
     episodes,

@@ -7,7 +7,8 @@ cannot overwrite another's work. The broker only says "go and look"; these rows 
 By lifecycle: `campaigns` (record an episode and its campaign, freeze the audience, the stored
 email), `claims` (take a batch, record failures, release), `progress` (the per-message write of
 the batch loop, one writer per database), `sweep` (dead workers, lost messages, finishing) and
-`status` (the typed report). The ledger renders nothing: `worker.publish` hands it the email.
+`status` (the typed report), and `control` (staff: pause, resume, cancel, schedule, retry
+failed). The ledger renders nothing: `worker.publish` hands it the email.
 """
 
 from .campaigns import (

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..clock import db_now, seconds_until
 from ..db import is_postgres
-from ..models import Claim, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from ..settings import Settings
 from ..subscriptions import suppress as suppress_subscriber
 
@@ -46,10 +46,13 @@ def claim_batch(session: Session, campaign_id: int, token: str, limit: int, work
     """Atomically take up to `limit` due deliveries for this claim token (and commit).
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent claimers take disjoint rows without
-    waiting. SQLite: the UPDATE runs inside BEGIN IMMEDIATE, which serialises claimers."""
+    waiting. SQLite: the UPDATE runs inside BEGIN IMMEDIATE, which serialises claimers.
+    Nothing is claimed unless the campaign is 'sending' (not paused, cancelled or done)."""
     now = db_now(session)
     session.merge(Claim(token=token, campaign_id=campaign_id, worker=worker[:200], heartbeat_at=now))
-    ids = select(Delivery.id).where(due(campaign_id, now)).order_by(Delivery.id).limit(limit)
+    # A paused, cancelled or done campaign gets no new claim, whatever the broker still holds.
+    sending = select(Campaign.id).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+    ids = select(Delivery.id).where(due(campaign_id, now), sending.exists()).order_by(Delivery.id).limit(limit)
     if is_postgres(session):
         ids = ids.with_for_update(skip_locked=True)
     rows = session.execute(

@@ -30,6 +30,7 @@ class DeliveryCounts:
     uncertain: int = 0
     skipped: int = 0
     bounced: int = 0  # sent, then reported back as a hard bounce
+    cancelled: int = 0
 
     @property
     def total(self) -> int:

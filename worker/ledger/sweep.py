@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from .. import sendwindow
 from ..clock import db_now
 from ..db import rowcount
-from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus
+from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus, utcnow
 from ..settings import Settings
+from .control import settle_cancelled, start_due_scheduled
 from .counts import open_rows, status_counts
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class SweepReport:
     dead_claims: int = 0
     finished: list[int] = field(default_factory=list)
     need_work: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)  # scheduled campaigns started now (also in need_work)
 
 
 def sweep(session: Session, settings: Settings) -> SweepReport:
@@ -70,15 +73,24 @@ def sweep(session: Session, settings: Settings) -> SweepReport:
     if dead:
         session.execute(delete(Claim).where(Claim.token.in_(dead)))
     report.dead_claims = len(dead)
+    window_open = sendwindow.is_open(settings.send_window, settings.tz, utcnow())
     for campaign in session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.SENDING)):
         if _mark_done_if_settled(session, campaign, now):
             report.finished.append(campaign.id)
             continue
         # Whether there is any, not how many: one index probe, not a count of a million rows.
         has_claims = session.scalar(select(Claim.token).where(Claim.campaign_id == campaign.id).limit(1))
-        if has_claims is None and _has_due_rows(session, campaign.id, now):
+        if window_open and has_claims is None and _has_due_rows(session, campaign.id, now):
             report.need_work.append(campaign.id)
     session.commit()
+    # Rows a batch gave back after its campaign was cancelled are cancelled too.
+    recent = and_(Campaign.status == CampaignStatus.CANCELLED, Campaign.finished_at >= utcnow() - timedelta(days=1))
+    for cid in session.scalars(select(Campaign.id).where(recent)).all():
+        settle_cancelled(session, cid, commit=False)
+    session.commit()
+    report.started = start_due_scheduled(session, now)
+    if window_open:
+        report.need_work.extend(report.started)
     if report.uncertain or report.requeued:
         log.warning(
             "sweep: %d deliveries back in the queue, %d uncertain (dead claims: %d)",

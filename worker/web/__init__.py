@@ -9,7 +9,8 @@ Layout: one router per audience — `archive` (`/`, the Atom feed), `public` (ep
 web copy of the email, health), `unsubscribe`, `staff` (preview, test sends, campaign JSON) —
 each a module-level `APIRouter` that reads the app's settings through the `auth.AppSettings`
 dependency; `create_app` only wires them together. Errors are HTML pages for people and JSON for
-the API (`errors`); `/docs` is served without a CDN (`docs`).
+the API (`errors`); `/docs` is served without a CDN (`docs`); the staff console is its own
+package (`console`: sign-in, campaigns, subscribers, feeds).
 To add pages, write a module with `router = APIRouter(...)` and add it to `ROUTERS`.
 """
 
@@ -18,11 +19,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from ..settings import Settings, get_settings
-from . import archive, docs, errors, hooks, joining, manage, public, staff, unsubscribe
+from . import archive, console, docs, errors, hooks, joining, manage, operations, public, staff, unsubscribe
 from .limits import BodyLimit
 from .pages import page_environment
 
-ROUTERS = [archive.router, public.router, unsubscribe.router, staff.router, joining.router, manage.router, hooks.router]
+ROUTERS = [
+    archive.router,
+    public.router,
+    unsubscribe.router,
+    staff.router,
+    operations.router,
+    joining.router,
+    manage.router,
+    hooks.router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pages = page_environment(settings)
     for router in ROUTERS:
         app.include_router(router)
+    console.install(app)
     docs.install(app)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

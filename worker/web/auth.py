@@ -50,10 +50,17 @@ def token_matches(given: str, settings: Settings) -> bool:
 
 def require_staff(request: Request, settings: AppSettings) -> str:
     """FastAPI dependency: returns "staff" (who asked, for the logs) or raises
-    HTTPException(401) with a Basic challenge."""
-    if not token_matches(given_token(request), settings):
-        raise HTTPException(401, "staff credentials required", headers=CHALLENGE)
-    return "staff"
+    HTTPException(401) with a Basic challenge. A signed-in console session also counts, for
+    GET and HEAD only (so the console can link to the preview; a POST needs the token or the
+    console's own CSRF-checked forms)."""
+    if token_matches(given_token(request), settings):
+        return "staff"
+    if request.method in ("GET", "HEAD"):
+        from .console.session import COOKIE, read_session
+
+        if read_session(settings, request.cookies.get(COOKIE)) is not None:
+            return "staff (console)"
+    raise HTTPException(401, "staff credentials required", headers=CHALLENGE)
 
 
 Staff = Annotated[str, Depends(require_staff)]

@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from ..db import session_scope
 from ..digest import Digest, build_digest
 from ..episodes import Episode
+from ..ledger import stored_email as ledger_stored_email
 from ..message import compose
 from ..models import Campaign, utcnow
 from ..render import RenderedEmail
@@ -61,15 +62,13 @@ def episode_page(request: Request, slug: str, settings: AppSettings) -> HTMLResp
 
 
 def stored_email(settings: Settings, slug: str) -> RenderedEmail:
-    """The email as the campaign stored it at publish (rendered and inlined, placeholders in it),
-    or, for an episode with no campaign yet, rendered now. HTTPException(404) for an unknown slug."""
+    """The email as the campaign stored it (rendered and inlined, placeholders in it), or, for an
+    episode with no campaign yet, rendered now. HTTPException(404) for an unknown slug."""
     with session_scope(settings) as session:
         record = record_for(session, slug)
         campaign = session.scalar(select(Campaign).where(Campaign.episode_id == record.id))
         if campaign is not None:
-            return RenderedEmail(
-                name="digest", subject=campaign.subject, html=campaign.html, text=campaign.text, nonce=campaign.nonce
-            )
+            return ledger_stored_email(campaign)[0]
         ep = Episode.from_json(record.data)
     return compose(ep, settings, as_of=utcnow()).rendered
 

@@ -276,3 +276,27 @@ def test_atom_content_typed_as_text_stays_text_with_its_lines():
     )
     ep = read_feed_item(entries(atom)[0], feed_url="f", tz=LONDON)
     assert ep.intro == ("Use <b> for bold.",) and ep.transcript == ("Second paragraph, a & b.",)
+
+
+LABELLED = (
+    "<p>A short intro to episode seven.</p><h3>Spring Panel Event</h3><p><strong>Data in the Open: a panel</strong></p>"
+    "<p>When: Thursday 14 March 2024, 6pm – 8pm</p><p>Where: The Old Library, 1 Example Street, Leeds</p>"
+    "<p>Come and hear the panel.</p><p>Speakers:</p><ul><li>Ada Example, Analyst</li><li>Bo Sample, Engineer</li></ul>"
+    "<h3>Links &amp; Sources</h3><ul><li><a href='https://data.example.org/report'>Open data report</a></li>"
+    "<li><a href='https://blog.example.org/post'>Blog post</a></li></ul><p>Welcome to the show.</p>"
+)
+
+
+def test_labelled_event_lines_and_a_bulleted_speakers_list_give_the_same_event():
+    """'When:'/'Where:' labels and speakers as a list under 'Speakers:' are the same event."""
+    (entry,) = entries(rss_item(LABELLED))
+    ep = read_feed_item(entry, feed_url="f", tz=LONDON)
+    assert ep.event == expected_event()
+    assert [lk.title for lk in ep.links] == ["Open data report", "Blog post"]
+
+
+@pytest.mark.parametrize("label", ["Where", "Venue", "Location", "Place"])
+def test_a_venue_label_is_not_part_of_the_venue(label):
+    notes = LABELLED.replace("Where:", f"{label}:")
+    (entry,) = entries(rss_item(notes))
+    assert read_feed_item(entry, feed_url="f", tz=LONDON).event.venue == "The Old Library, 1 Example Street, Leeds"

@@ -24,6 +24,8 @@ _LINKS_HEADING = re.compile(
 )
 _EVENT_HEADING = re.compile(r"^.{0,80}\bevent\s*:?$", re.I)
 _SPEAKERS = re.compile(r"^(?:speakers?|panel(?:l?ists)?|with)\s*:\s*(.*)$", re.I)
+# 'Where: The Old Library' — the label is not part of the venue
+_VENUE_LABEL = re.compile(r"^(?:where|venue|location|place|address)\s*:\s*", re.I)
 _LINK_SEP = re.compile(r"^(?P<title>.+?)\s*(?:\s[–—-]\s|\s?[–—]\s?|:\s)\s*(?P<url>(?:https?://|www\.)\S+)\s*$", re.I)
 _MD_LINK = re.compile(r"^\[(?P<title>[^\]]+)\]\((?P<url>[^)\s]+)\)$")
 _BULLET = re.compile(r"^(?:[-*•·▪‣◦]|\d{1,3}[.)])\s+")
@@ -364,7 +366,7 @@ def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str,
         and not _SPEAKERS.match(body[i].text)
         and (body[i].para == body[last_when].para or _venue_shaped(body, i))
     ):
-        venue = body[i].text
+        venue = _VENUE_LABEL.sub("", body[i].text)
         i += 1
     speakers_at = next((j for j in range(i, len(body)) if _SPEAKERS.match(body[j].text)), None)
     speakers: tuple[Speaker, ...] = ()
@@ -372,6 +374,10 @@ def _event_details(body: list[Line], last_when: int, closed: bool) -> tuple[str,
         description = body[i:speakers_at]
         speakers = parse_speakers(_SPEAKERS.match(body[speakers_at].text)[1])  # type: ignore[index]
         used_to = speakers_at + 1
+        if not speakers:  # 'Speakers:' over a bulleted list, one speaker a line
+            while used_to < len(body) and _BULLET.match(body[used_to].text):
+                speakers += parse_speakers(_BULLET.sub("", body[used_to].text).replace(";", ","))
+                used_to += 1
         # a speakers line may wrap onto more lines of the same paragraph
         while used_to < len(body) and body[used_to].para == body[speakers_at].para:
             speakers += parse_speakers(body[used_to].text)

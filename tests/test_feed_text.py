@@ -300,3 +300,15 @@ def test_a_venue_label_is_not_part_of_the_venue(label):
     notes = LABELLED.replace("Where:", f"{label}:")
     (entry,) = entries(rss_item(notes))
     assert read_feed_item(entry, feed_url="f", tz=LONDON).event.venue == "The Old Library, 1 Example Street, Leeds"
+
+
+@pytest.mark.parametrize("depth", [300, 3000])
+def test_deeply_nested_notes_keep_their_text(depth):
+    """Editors leave tags unclosed; past the HTML parser's depth limit (256) the text must not
+    vanish: the notes' lines are still read."""
+    inner = "<p>Intro deep inside.</p><p>Links</p><p>Report – https://a.example/x</p>"
+    notes = "<div>" * depth + inner + "</div>" * depth
+    (entry,) = entries(rss_item(notes))
+    ep = read_feed_item(entry, feed_url="f", tz=LONDON)
+    assert ep.intro == ("Intro deep inside.",)
+    assert [(lk.title, lk.url) for lk in ep.links] == [("Report", "https://a.example/x")]

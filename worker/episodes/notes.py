@@ -40,6 +40,39 @@ ALLOWED_TAGS = {
 BLOCKS = {"p", "li", "ul", "ol", "div", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"}
 HTML_TYPES = ("text/html", "application/xhtml+xml", "html", "xhtml")
 _BLOCK_TAG = re.compile(r"<\s*(?:{}|br)\b".format("|".join(sorted(BLOCKS))), re.I)
+_TAG = re.compile(r"<(/?)([a-zA-Z0-9]+)[^>]*>")
+VOID = {"br"}
+# libxml2's HTML parser drops everything nested deeper than 256 elements; editors that leave
+# tags unclosed get there. Wrappers past this depth are dropped (their content is kept).
+MAX_DEPTH = 64
+
+
+def _flatten(clean: str) -> str:
+    """Well-formed (sanitised) HTML with the elements nested deeper than MAX_DEPTH removed:
+    a block element there becomes a line break, an inline one goes; text and links stay."""
+    if clean.count("<") < MAX_DEPTH:
+        return clean
+    out: list[str] = []
+    stack: list[bool] = []  # per open element: was its start tag kept
+    kept_depth = 0
+    pos = 0
+    for m in _TAG.finditer(clean):
+        out.append(clean[pos : m.start()])
+        pos = m.end()
+        closing, tag = m[1] == "/", m[2].lower()
+        if tag in VOID:
+            out.append(m[0])
+        elif not closing:
+            keep = kept_depth < MAX_DEPTH or tag == "a"  # a link never holds another
+            stack.append(keep)
+            kept_depth += keep
+            out.append(m[0] if keep else ("<br>" if tag in BLOCKS else ""))
+        elif stack:
+            keep = stack.pop()
+            kept_depth -= keep
+            out.append(m[0] if keep else ("<br>" if tag in BLOCKS else ""))
+    out.append(clean[pos:])
+    return "".join(out)
 
 
 def _sanitised_root(html: str, *, with_links: bool) -> Any:
@@ -48,7 +81,7 @@ def _sanitised_root(html: str, *, with_links: bool) -> Any:
     clean = nh3.clean(html, tags=ALLOWED_TAGS, attributes={"a": {"href"}}, url_schemes={"http", "https", "mailto"})
     if not clean.strip():
         return None
-    root = lxml.html.fragment_fromstring(clean, create_parent="div")
+    root = lxml.html.fragment_fromstring(_flatten(clean), create_parent="div")
     for a in root.iter("a"):
         href = safe_url(a.get("href") or "") if with_links else ""
         label = a.text_content().strip()

@@ -11,6 +11,7 @@ import pytest
 
 from worker.errors import (
     ConfigError,
+    MessageRejected,
     RecipientRejected,
     TemporaryFailure,
     Throttled,
@@ -19,7 +20,7 @@ from worker.errors import (
 from worker.message import Recipient, compose
 from worker.ratelimit import RateLimiter
 from worker.settings import Settings, get_settings, reset_settings
-from worker.transports import get_transport, transport_rate
+from worker.transports import Transport, get_transport, transport_rate
 from worker.transports.mailgun import MailgunTransport
 from worker.transports.postmark import PostmarkTransport
 from worker.transports.provider import retry_after
@@ -307,3 +308,68 @@ def test_no_answer_after_the_request_left_is_uncertain_and_never_resent(database
         st = status(session, result.campaign.id).as_dict()
     assert (st["sent"], st["uncertain"], st["retry"], st["failed"]) == (3, 1, 0, 0)
     assert provider.state.per_recipient() == {e: 1 for e in emails}
+
+
+class _Counting(Transport):
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, envelope_from, recipient, message, confirm=None):  # noqa: ANN001, ANN201
+        self.sent.append(recipient)
+        return True
+
+
+def test_the_daily_cap_is_shared_and_waits_until_midnight(redis_url):
+    from worker.transports.wrappers import DailyCap
+
+    a_inner, b_inner = _Counting(), _Counting()
+    a = DailyCap(a_inner, 3, f"test{time.time_ns()}", redis_url)
+    b = DailyCap(b_inner, 3, a.name, redis_url)  # another worker process, same transport
+    a.send("x@y", "1@example.org", b"m")
+    b.send("x@y", "2@example.org", b"m")
+    a.send("x@y", "3@example.org", b"m")
+    with pytest.raises(Throttled) as exc:
+        b.send("x@y", "4@example.org", b"m")
+    assert sorted(a_inner.sent + b_inner.sent) == ["1@example.org", "2@example.org", "3@example.org"]
+    assert 0 < exc.value.retry_after <= 86_401  # until the next UTC midnight
+
+
+def test_get_transport_wraps_the_cap(monkeypatch):
+    from worker.transports.wrappers import DailyCap
+
+    t = get_transport(Settings(mail_url="mailgun://k@d.example.org", mailgun_daily_cap=50_000))
+    assert isinstance(t, DailyCap) and t.cap == 50_000 and isinstance(t.inner, MailgunTransport)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "message", "expected"),
+    [
+        ("TooManyRequestsException", 429, "Maximum sending rate exceeded.", Throttled),
+        ("LimitExceededException", 400, "Daily message quota exceeded.", Throttled),
+        ("SendingPausedException", 400, "Sending is paused for this account.", TransportConfigError),
+        (
+            "MessageRejected",
+            400,
+            "Email address is not verified. The following identities failed",
+            TransportConfigError,
+        ),
+        ("MessageRejected", 400, "Transaction failed: message contains a virus", MessageRejected),
+        ("BadRequestException", 400, "Illegal address", RecipientRejected),
+        (
+            "UnrecognizedClientException",
+            403,
+            "The security token included in the request is invalid.",
+            TransportConfigError,
+        ),
+        ("InternalFailure", 500, "", TemporaryFailure),
+    ],
+)
+def test_ses_error_codes_map_onto_the_error_tree(code, status, message, expected):
+    from botocore.exceptions import ClientError
+
+    from worker.transports.ses import classify
+
+    err = ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SendEmail"
+    )
+    assert type(classify(err, "r@example.org")) is expected

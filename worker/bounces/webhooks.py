@@ -75,6 +75,9 @@ class SNSEndpoint:
 
 
 def parse_ses(body: bytes, headers: Mapping[str, str], settings: Settings, sns: SNSEndpoint) -> list[Report]:
+    """An SNS post (`body`, its headers) -> reports, after the topic, the signature and the
+    timestamp are checked; a SubscriptionConfirmation is confirmed and gives []. Raises
+    WebhookRejected (400 malformed or stale, 403 forged or not ours)."""
     topics = {t.strip() for t in settings.ses_sns_topics.split(",") if t.strip()}
     if not topics:
         raise WebhookRejected("SES webhooks are off: NEWSLETTER_SES_SNS_TOPICS is empty", 403)
@@ -169,6 +172,8 @@ def ses_reports(event: dict, sns_id: str, payload: str) -> list[Report]:
 
 
 def parse_postmark(body: bytes, authorization: str, settings: Settings) -> list[Report]:
+    """A Postmark webhook post (`authorization`: its Authorization header) -> reports. Raises
+    WebhookRejected (401 wrong or missing credentials, 403 webhooks off, 400 malformed)."""
     secret = settings.postmark_webhook_secret
     if not secret:
         raise WebhookRejected("Postmark webhooks are off: NEWSLETTER_POSTMARK_WEBHOOK_SECRET is empty", 403)
@@ -240,6 +245,8 @@ def parse_postmark(body: bytes, authorization: str, settings: Settings) -> list[
 
 
 def parse_mailgun(body: bytes, settings: Settings, now: float | None = None) -> list[Report]:
+    """A Mailgun webhook post -> reports (`now`: seconds since the epoch, for tests). Raises
+    WebhookRejected (403 forged or webhooks off, 406 outside the replay window, 400 malformed)."""
     key = settings.mailgun_webhook_signing_key
     if not key:
         raise WebhookRejected("Mailgun webhooks are off: NEWSLETTER_MAILGUN_WEBHOOK_SIGNING_KEY is empty", 403)

@@ -50,12 +50,16 @@ class ProviderTransport(Transport):
     # -- hooks --------------------------------------------------------------------------------
 
     def build_request(self, envelope_from: str, recipient: str, message: bytes) -> dict[str, Any]:
+        """Keyword arguments for `httpx.Client.request` (method, url relative to the base, body)."""
         raise NotImplementedError
 
     def parse_accepted(self, response: httpx.Response) -> str | None:
+        """The provider's message id from a 2xx answer (None if it gives none)."""
         raise NotImplementedError
 
     def classify(self, response: httpx.Response, recipient: str) -> Exception:
+        """The worker/errors.py exception for a non-2xx answer: Throttled, TemporaryFailure,
+        RecipientRejected, MessageRejected or TransportConfigError."""
         raise NotImplementedError
 
     # -- the send -----------------------------------------------------------------------------

@@ -236,3 +236,10 @@ def test_a_guid_or_link_equal_to_the_channel_link_is_no_identity():
     (item,) = identify(parsed.entries, site_links=[parsed.feed.get("link", "")]).items
     assert not any(k.startswith("link:") for k in item.all)
     assert item.primary == "id:weekly-1"
+
+
+def test_an_item_dated_in_the_future_does_not_hold_back_the_next_episodes(drafts, feed_file):
+    """A mistyped year (2094) must not make every later episode 'older than the newest seen'."""
+    _, second, third = poll_steps(drafts, feed_file, "v1.rss", "v2-typo-future-date.rss", "v3-after-typo.rss")
+    assert second.new == ["2094-01-22-episode-4-things"]
+    assert third.new == ["2024-01-29-episode-5-things"] and campaigns() == 2

@@ -15,7 +15,7 @@ import logging
 import time
 import xml.sax
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from xml.parsers.expat import errors as expat_errors
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_FEED_BYTES = 20 * 1024 * 1024
 FETCH_TIMEOUT = 20.0
 EPISODE_SUFFIXES = {".txt", ".md", ".markdown"}
+FUTURE_SKEW = timedelta(hours=1)  # clocks differ: an item dated this far ahead still counts as now
 # Slips common in real feeds that leave the structure intact: an undeclared namespace prefix
 # (`itunes:` without xmlns) and an HTML entity such as &nbsp;. Anything else is refused.
 TOLERATED_XML_ERRORS = {expat_errors.XML_ERROR_UNBOUND_PREFIX, expat_errors.XML_ERROR_UNDEFINED_ENTITY}
@@ -282,7 +283,9 @@ def poll_feed(url: str, settings: Settings, *, send_backlog: bool = False) -> Po
     published: list[int] = []
     if parsed is not None:
         published = _poll_items(url, parsed, settings, report, primed=primed, newest=newest, send_backlog=send_backlog)
-        times = [t for t in (entry_time(e) for e in parsed.entries) if t is not None]
+        # an item dated in the future (a mistyped year) would hold back every later episode
+        now = datetime.now(UTC) + FUTURE_SKEW
+        times = [t for t in (entry_time(e) for e in parsed.entries) if t is not None and t <= now]
         newest = max([*times, *([newest] if newest else [])], default=None)
     with session_scope(settings) as session:
         feed = _feed_row(session, url)

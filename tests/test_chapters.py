@@ -166,3 +166,8 @@ def test_a_topics_list_deep_in_the_transcript_stays_there(tmp_path):
     path.write_text("Show\n\n1 Feb 2024\n\nIntro.\n\nIn this episode:\n- one\n- 01:02 two\n\nTranscript.\n")
     ep = load_episode(path, LONDON)
     assert ep.highlights == ("one", "two") and ep.intro == ("Intro.",) and ep.transcript == ("Transcript.",)
+
+
+def test_a_timestamped_chapter_list_in_the_notes_keeps_only_the_topics():
+    ep = read_feed_item(entry_of(CHAPTERS / "timestamped-notes.rss"), feed_url="f", tz=LONDON)
+    assert ep.highlights == ("The budget, line by line", "Listener questions")

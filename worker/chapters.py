@@ -39,14 +39,26 @@ _NOT_HIGHLIGHTS = {
     "opening",
     "closing",
     "break",
+    "sponsor break",
+    "ad break",
+    "wrap-up",
+    "wrap up",
+    "welcome",
+    "housekeeping",
 }
+
+
+def is_topic(title: str) -> bool:
+    """Whether a chapter title says what a part is about, not where it is ('Intro', 'Ads',
+    'Sponsor break', 'Outro' are places in the audio)."""
+    return clean_line(title).casefold().strip(" .!") not in _NOT_HIGHLIGHTS
 
 
 def _titles(titles: list[str]) -> tuple[str, ...]:
     out = []
     for title in titles:
         text = clean_line(title)
-        if text and text.casefold().strip(" .!") not in _NOT_HIGHLIGHTS and text not in out:
+        if text and is_topic(text) and text not in out:
             out.append(text)
     return tuple(out)
 

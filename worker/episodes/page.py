@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from urllib.parse import urlsplit
 
+from ..chapters import is_topic
 from ..errors import EpisodeError
 from ..text import URL_IN_TEXT, clean_line, find_url, one_line, safe_url
 from .dates import TimeSpan, date_in, date_range_in, parse_date, parse_time_span
@@ -190,7 +191,7 @@ def take_highlights(rest: list[Line]) -> tuple[list[Line], tuple[str, ...]]:
             j += 1
         items = [_TIMESTAMP.sub("", _BULLET.sub("", x.text)).strip() for x in rest[i + 1 : j]]
         if items:
-            return rest[:i] + rest[j:], tuple(x for x in items if x)
+            return rest[:i] + rest[j:], tuple(x for x in items if x and is_topic(x))
     return rest, ()
 
 

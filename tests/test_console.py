@@ -207,3 +207,17 @@ def test_feeds_page(client):
     sign_in(client)
     page = client.get("/console/feeds")
     assert page.status_code == 200 and "Poll now" in page.text and "No feed has been polled yet" in page.text
+
+
+def test_campaign_page_shows_bounces_and_complaints(client):
+    from worker.models import DeliveryEvent
+
+    sign_in(client)
+    assert "No bounce or complaint reported" in client.get("/console/campaigns/1").text
+    with session_scope() as s:
+        s.add(DeliveryEvent(event_key="t1", kind="complaint", source="ses", email="reader3@example.org",
+                            campaign_id=1, detail="abuse report"))  # fmt: skip
+        s.add(DeliveryEvent(event_key="t2", kind="delivery", source="ses", email="reader4@example.org", campaign_id=1))
+    page = client.get("/console/campaigns/1").text
+    assert "complaint" in page and "reader3@example.org" in page and "abuse report (ses)" in page
+    assert 'reader4@example.org</td><td class="wide">' not in page  # deliveries are counted, not listed

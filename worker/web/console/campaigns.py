@@ -11,11 +11,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, or_, select
 
 from ... import control
+from ...bounces.stats import feedback_counts
 from ...control import campaign_rows, when
 from ...db import session_scope
 from ...errors import InputError, NotFound
 from ...ledger import status as campaign_status
-from ...models import Campaign, Delivery, DeliveryStatus, EpisodeRecord
+from ...models import Campaign, Delivery, DeliveryEvent, DeliveryStatus, EpisodeRecord, EventKind
 from ...settings import Settings
 from ..auth import AppSettings
 from ..pages import render_page
@@ -93,12 +94,24 @@ def campaign_page(
         }  # fmt: skip
         report = campaign_status(session, campaign_id).as_dict()
         retryable = control.retryable_count(session, campaign_id)
+        feedback = feedback_counts(session, campaign_id)
+        events = [
+            {"kind": e.kind.replace("_", " "), "email": e.email, "detail": e.detail, "source": e.source,
+             "at": when(settings, e.occurred_at or e.created_at)}
+            for e in session.scalars(
+                select(DeliveryEvent)
+                .where(DeliveryEvent.campaign_id == campaign_id, DeliveryEvent.kind != EventKind.DELIVERY)
+                .order_by(DeliveryEvent.id.desc())
+                .limit(100)
+            )
+        ]  # fmt: skip
         scheduled, reason = when(settings, c.scheduled_at), c.status_reason or ""
     return render_page(
         request, "console/campaign.html", no_store=True, section="campaigns", csrf=staff.csrf, report=report,
         slug=slug, recipients=recipients, total=total, q=q, filter_status=status, page=page,
         more=total > page * RECIPIENTS_PAGE, problems=problems, retryable=retryable, scheduled=scheduled,
-        reason=reason, flash=DONE.get(did, ""), statuses=list(DeliveryStatus.ALL), zone=settings.timezone,
+        reason=reason, flash=DONE.get(did, ""), feedback=feedback, events=events,
+        statuses=list(DeliveryStatus.ALL), zone=settings.timezone,
     )  # fmt: skip
 
 

@@ -193,7 +193,8 @@ def test_outside_the_send_window_nothing_is_claimed(draft, monkeypatch):
     now = utcnow().astimezone(settings.tz)
     closed = f"{(now + timedelta(hours=1)):%H:00}-{(now + timedelta(hours=2)):%H:00}"
     shut = settings.model_copy(update={"send_window": closed})
-    assert Sender(shut, transport=PausingTransport(draft, after=-1)).run(draft).sent == 0
+    closed_run = Sender(shut, transport=PausingTransport(draft, after=-1)).run(draft)
+    assert closed_run.sent == 0 and closed_run.next_due_in is None  # no follow-up task spinning until it opens
     with session_scope() as s:
         assert sweep(s, shut).need_work == []  # nothing re-enqueued while the window is shut
     opened = f"{(now - timedelta(hours=1)):%H:00}-{(now + timedelta(hours=2)):%H:00}"

@@ -121,6 +121,7 @@ class Sender:
                     break
                 if not sendwindow.is_open(self.settings.send_window, self.settings.tz, utcnow()):
                     log.info("campaign %s: outside NEWSLETTER_SEND_WINDOW; the sweeper resumes it", campaign_id)
+                    outcome.stopped = "outside the send window"
                     break
                 token = uuid.uuid4().hex
                 # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
@@ -152,7 +153,8 @@ class Sender:
                 )
             if not is_sending(session, campaign_id):  # paused or cancelled meanwhile
                 settle_cancelled(session, campaign_id)  # a no-op unless cancelled
-            elif not finish_if_done(session, campaign_id):
+            elif not finish_if_done(session, campaign_id) and outcome.stopped != "outside the send window":
+                # (outside the window no follow-up: the sweeper queues the work when it opens)
                 outcome.next_due_in = next_due_in(session, campaign_id)
                 if outcome.paused_for and outcome.next_due_in is not None:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)

@@ -457,3 +457,17 @@ def test_a_wrong_shape_through_the_cli_is_one_line_and_exit_2(tmp_path, line):
     proc = cli("render", str(path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert f"{path}: field '" in proc.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "heading", ["Upcoming Events", "Events", "Event details", "Event information", "Save the date!", "Live Event:"]
+)
+def test_event_headings_as_shows_write_them(tmp_path, heading):
+    path = tmp_path / "ep.txt"
+    path.write_text(
+        f"Show: Ep 1\n\n3 April 2024\n\nIntro.\n\n{heading}\n\nA meetup\n\n6pm – 8pm\n10 April 2024\n"
+        "The Hall, Leeds\n\nAbout it.\n\nLinks & Sources\n\nReport – https://a.example/x\n\nTranscript.\n"
+    )
+    ep = load_episode(path, ZoneInfo("Europe/London"))
+    assert ep.event is not None and ep.event.title == "A meetup" and ep.event.venue == "The Hall, Leeds"
+    assert ep.intro == ("Intro.",)

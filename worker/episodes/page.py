@@ -23,7 +23,10 @@ from .zones import ZoneError
 _LINKS_HEADING = re.compile(
     r"^(?:links?\s*(?:&|and|\+)\s*sources?|links?|sources?|show\s*notes|resources|references)\s*:?$", re.I
 )
-_EVENT_HEADING = re.compile(r"^.{0,80}\bevent\s*:?$", re.I)
+# 'Spring Panel Event', 'Upcoming events', 'Event details', 'Save the date'
+_EVENT_HEADING = re.compile(
+    r"^(?:.{0,80}\bevents?(?:\s+(?:details|info(?:rmation)?))?|(?:.{0,40}\b)?save\s+the\s+date)\s*[:!]?$", re.I
+)
 _SPEAKERS = re.compile(r"^(?:speakers?|panel(?:l?ists)?|with)\s*:\s*(.*)$", re.I)
 # 'Where: The Old Library' — the label is not part of the venue
 _VENUE_LABEL = re.compile(r"^(?:where|venue|location|place|address)\s*:\s*", re.I)

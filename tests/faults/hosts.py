@@ -269,3 +269,12 @@ def pause(seconds: float) -> None:
     """A fault's duration (how long a link stays cut, a server stays down): the scenario, not a
     wait for something to happen."""
     time.sleep(seconds)
+
+
+def skewed_clock(offset: str) -> dict[str, str]:
+    """Environment that runs a program on a clock `offset` from the real one (libfaketime's
+    format, e.g. "-10m"). Preloaded directly rather than through the `faketime` wrapper, which
+    forks: the program is then the process the test started, and stopping it stops it."""
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert found, "libfaketime is missing (Debian package faketime; ./dev test installs it)"
+    return {"LD_PRELOAD": found[0], "FAKETIME": offset}

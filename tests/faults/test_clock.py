@@ -9,14 +9,13 @@ one copy.
 
 from __future__ import annotations
 
-import shutil
-
 from worker.episodes import load_episode
 from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
 from ..factories import campaign_status, seed_subscribers
 from ..stack import wait_for
+from .hosts import skewed_clock
 
 N = 1000
 
@@ -27,8 +26,6 @@ def test_a_worker_ten_minutes_behind_is_not_taken_for_dead(
     from worker.db import dispose_engines, migrate
     from worker.tasks import sweep as sweep_task
 
-    faketime = shutil.which("faketime")
-    assert faketime, "faketime is missing (Debian package faketime; ./dev test installs it)"
     for key, value in {
         "NEWSLETTER_CLAIM_LEASE": "3",
         "NEWSLETTER_SWEEP_INTERVAL": "1",
@@ -45,7 +42,7 @@ def test_a_worker_ten_minutes_behind_is_not_taken_for_dead(
     emails = seed_subscribers(N)
     handler = smtp_server.handler
     handler.tempfail.update({e: 1 for e in emails[::20]})  # due times matter too
-    behind = stack.start_worker(concurrency=1, prefix=[faketime, "-f", "-10m"])
+    behind = stack.start_worker(concurrency=1, env=skewed_clock("-10m"))
     stack.start_worker(concurrency=1)
     settings = get_settings()
     cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id

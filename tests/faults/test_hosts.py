@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 
 import pytest
@@ -32,7 +31,7 @@ from worker.settings import get_settings, reset_settings
 from ..factories import seed_subscribers
 from ..smtp_server import FaultyHandler, free_port
 from ..stack import Stack, wait_for
-from .hosts import SERVICES, Network, PostgresCluster, RedisServer, pause
+from .hosts import SERVICES, Network, PostgresCluster, RedisServer, pause, skewed_clock
 
 N = 2000
 LEASE = 3.0  # NEWSLETTER_CLAIM_LEASE: short, so faults outlast it
@@ -91,12 +90,8 @@ class Hosts:
         """A worker on each host (one process each), beat on host b; `skew` gives a host a
         faketime offset, e.g. {"a": "-10m"}."""
         for host in self.net.hosts:
-            prefix = self.net.prefix(host)
-            if skew and host in skew:
-                faketime = shutil.which("faketime")
-                assert faketime, "faketime is missing (Debian package faketime; ./dev test installs it)"
-                prefix = [*prefix, faketime, "-f", skew[host]]
-            self.stack.start_worker(concurrency=1, prefix=prefix)
+            env = skewed_clock(skew[host]) if skew and host in skew else None
+            self.stack.start_worker(concurrency=1, prefix=self.net.prefix(host), env=env)
         self.stack.start_beat(prefix=self.net.prefix("b"))
 
     def publish(self) -> tuple[list[str], int]:

@@ -26,10 +26,17 @@ SNS_HOST = re.compile(r"^sns\.[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com(?:\.c
 NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
 CONFIRMATION_KEYS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 MAX_CERT_BYTES = 16_384
+_PLAIN_URL = re.compile(r"[!-\[\]-~]+")  # printable ASCII without space or backslash
 
 
 def sns_url_allowed(url: str) -> bool:
-    """https, no user or port, on a host of the form sns.<region>.amazonaws.com(.cn)."""
+    """https, no user or port, on a host of the form sns.<region>.amazonaws.com(.cn).
+
+    The whole string must be printable ASCII with no space, backslash, '@' or fragment: urlsplit
+    silently drops tabs, newlines and leading blanks (and other parsers read '\\' and '@' their
+    own way), so the host it checks could differ from the one a fetch would reach."""
+    if not _PLAIN_URL.fullmatch(url or "") or "#" in url or "@" in url:
+        return False
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -345,3 +345,17 @@ def test_every_digest_links_to_the_recipients_manage_page(app, seed_path):
     assert url.startswith(f"{settings.base_url}/manage/")
     page = app.get(url.removeprefix(settings.base_url))
     assert page.status_code == 200 and "Reader@example.com" in page.text and "Subscribed" in page.text
+
+
+def test_a_confirmation_refused_for_good_suppresses_the_address(database, smtp_server):
+    settings = get_settings()
+    smtp_server.handler.permfail.add("nobody@example.com")
+    with session_scope() as s:
+        sid = joining.signup(s, settings, "nobody@example.com").subscriber_id
+        ok = joining.signup(s, settings, "fine@example.com").subscriber_id
+    assert send_joining_email(settings, "confirm", sid) is False
+    assert status_of("nobody@example.com") == "bounced"
+    assert send_joining_email(settings, "confirm", ok) is True
+    assert [r.rcpt for r in smtp_server.handler.received] == ["fine@example.com"]
+    # a bounced address is not mailed again, whatever is queued
+    assert send_joining_email(settings, "confirm", sid) is False

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from . import headers
 from .db import session_scope
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, PermanentFailure
 from .joining import ConfirmLinks
 from .message import Identities
 from .models import Subscriber
@@ -28,6 +28,7 @@ from .models import SubscriberStatus as S
 from .ratelimit import RateLimiter
 from .render import DARK, FONTS, LIGHT, _environment, inline_css
 from .settings import Settings
+from .subscriptions import suppress
 from .text import clean_line
 from .transports import get_transport
 
@@ -124,8 +125,9 @@ MAILABLE = {"confirm": (S.PENDING, S.UNSUBSCRIBED), "welcome": (S.ACTIVE,)}
 
 def send_joining_email(settings: Settings, kind: str, subscriber_id: int) -> bool:
     """Send one confirmation or welcome email now, if the subscriber may still get it (status
-    in MAILABLE, and for a confirmation a live nonce). Returns whether it was sent. Transport
-    errors (TransportError) propagate; the caller decides about retrying."""
+    in MAILABLE, and for a confirmation a live nonce). Returns whether it was sent. A permanent
+    refusal of the address (5xx) marks it bounced; temporary ones (TemporaryFailure) propagate
+    for the task to retry."""
     if kind not in KINDS:
         raise ValueError(f"unknown joining email {kind!r}")
     with session_scope(settings) as session:
@@ -139,7 +141,15 @@ def send_joining_email(settings: Settings, kind: str, subscriber_id: int) -> boo
         return False
     message = build_joining(settings, kind, row.email, row.name, links_for(settings, row.email, row.confirm_nonce))
     RateLimiter(settings.send_rate, settings.limiter_redis_url).acquire()
-    with get_transport(settings) as transport:
-        transport.send(settings.envelope_from, row.email, message)
+    try:
+        with get_transport(settings) as transport:
+            transport.send(settings.envelope_from, row.email, message)
+    except PermanentFailure as exc:
+        # A 5xx to the address itself: suppressed like a campaign's hard bounce, never tried again.
+        if exc.suppress:
+            with session_scope(settings) as session:
+                suppress(session, subscriber_id, S.BOUNCED, str(exc))
+        log.warning("%s email to subscriber #%s refused for good: %s", kind, subscriber_id, exc)
+        return False
     log.info("%s email sent to subscriber #%s", kind, subscriber_id)
     return True

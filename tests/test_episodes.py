@@ -471,3 +471,11 @@ def test_event_headings_as_shows_write_them(tmp_path, heading):
     ep = load_episode(path, ZoneInfo("Europe/London"))
     assert ep.event is not None and ep.event.title == "A meetup" and ep.event.venue == "The Hall, Leeds"
     assert ep.intro == ("Intro.",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["23.11.2023", "23-11-2023", "2023/11/23", "23rd of November 2023", "Thurs. 23 Nov 2023", "Thu, 23 Nov. 2023"],
+)
+def test_more_date_lines_as_people_write_them(text):
+    assert parse_date(text) == date(2023, 11, 23)

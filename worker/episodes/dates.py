@@ -29,16 +29,18 @@ _MONTH_NAMES = (
     "december",
 )
 _DATE_DMY = re.compile(
-    r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?(\d{1,2})(?:st|nd|rd|th)?\s+([a-z]{3,9})\.?,?\s+(\d{4})$", re.I
+    r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?([a-z]{3,9})\.?,?\s+(\d{4})$",
+    re.I,
 )
 _DATE_MDY = re.compile(
-    r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?([a-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})$", re.I
+    r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?([a-z]{3,9})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})$", re.I
 )
-_DATE_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_DATE_SLASH = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+_DATE_ISO = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
+# day first, as in the UK and most of Europe: 23/11/2023, 23.11.2023, 23-11-2023
+_DATE_SLASH = re.compile(r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{4})$")
 _DATE_IN = re.compile(
     r"\b(\d{1,2}(?:st|nd|rd|th)?\s+[A-Za-z]{3,9}\.?,?\s+\d{4}|[A-Za-z]{3,9}\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}"
-    r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\b"
+    r"|\d{4}[-/]\d{1,2}[-/]\d{1,2}|\d{1,2}([/.\-])\d{1,2}\2\d{4})\b"
 )
 # Several days: '10 – 12 April 2024', 'April 10-11, 2024', '30 April – 2 May 2024', and two
 # whole dates joined by a dash or 'to'
@@ -97,7 +99,7 @@ def parse_date(text: str) -> date | None:
         if m := _DATE_MDY.match(text):
             return _named_month(m[3], m[1], m[2])
         if m := _DATE_SLASH.match(text):
-            return date(int(m[3]), int(m[2]), int(m[1]))
+            return date(int(m[4]), int(m[3]), int(m[1]))
     except ValueError:
         return None
     return None

@@ -155,3 +155,33 @@ def test_one_click_unsubscribe_needs_no_cookie_and_no_csrf(app):
 )
 def test_odd_sns_certificate_urls_are_refused(url):
     assert not sns_url_allowed(url)
+
+
+def test_a_cross_site_post_with_cached_basic_credentials_changes_nothing(settings_env, monkeypatch, seed_path):
+    """Browsers replay cached basic-auth credentials on a cross-site form post: a page elsewhere
+    must not be able to send, pause or cancel a campaign through the staff API."""
+    import base64
+
+    from worker.db import dispose_engines, migrate
+    from worker.episodes import load_episode
+    from worker.models import Campaign
+    from worker.publish import create_campaign
+
+    monkeypatch.setenv("NEWSLETTER_STAFF_TOKEN", "api-staff-token")
+    reset_settings()
+    dispose_engines()
+    settings = get_settings()
+    migrate(settings)
+    with session_scope() as s:
+        create_campaign(s, load_episode(seed_path, settings.tz), settings, draft=True)
+    basic = {"Authorization": "Basic " + base64.b64encode(b"staff:api-staff-token").decode()}
+    with TestClient(create_app(settings)) as c:
+        for action in ["send", "cancel", "pause"]:
+            for hostile in [{"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}]:
+                r = c.post(f"/campaigns/1/{action}", headers={**basic, **hostile})
+                assert r.status_code == 403, (action, hostile, r.status_code)
+        with session_scope() as s:
+            assert s.scalar(select(Campaign.status)) == "draft"
+        assert c.post("/campaigns/1/send", headers={**basic, "Origin": "http://testserver"}).status_code == 200
+        assert c.post("/campaigns/1/pause", headers={"Authorization": "Bearer api-staff-token"}).status_code == 200
+    dispose_engines()

@@ -48,12 +48,26 @@ def token_matches(given: str, settings: Settings) -> bool:
     return bool(token and given and hmac.compare_digest(given.encode(), token.encode()))
 
 
+def cross_site(request: Request) -> bool:
+    """True when the browser says the request came from another site: `Sec-Fetch-Site:
+    cross-site`, or an Origin (including "null") that is not this site. API clients send
+    neither, so they are never refused."""
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and origin.rstrip("/") != f"{request.url.scheme}://{request.url.netloc}"
+
+
 def require_staff(request: Request, settings: AppSettings) -> str:
     """FastAPI dependency: returns "staff" (who asked, for the logs) or raises
     HTTPException(401) with a Basic challenge. A signed-in console session also counts, for
     GET and HEAD only (so the console can link to the preview; a POST needs the token or the
-    console's own CSRF-checked forms)."""
+    console's own CSRF-checked forms). 403 for a POST (or other unsafe method) that a browser
+    marks as cross-site: browsers replay cached basic-auth credentials on a form post from any
+    site, so the token alone does not show that staff meant it (OWASP CSRF cheat sheet)."""
     if token_matches(given_token(request), settings):
+        if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site(request):
+            raise HTTPException(403, "cross-site post refused")
         return "staff"
     if request.method in ("GET", "HEAD"):
         from .console.session import COOKIE, read_session

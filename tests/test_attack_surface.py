@@ -185,3 +185,38 @@ def test_a_cross_site_post_with_cached_basic_credentials_changes_nothing(setting
         assert c.post("/campaigns/1/send", headers={**basic, "Origin": "http://testserver"}).status_code == 200
         assert c.post("/campaigns/1/pause", headers={"Authorization": "Bearer api-staff-token"}).status_code == 200
     dispose_engines()
+
+
+def test_every_staff_route_refuses_a_caller_without_credentials(settings_env, monkeypatch):
+    from worker.web import ROUTERS
+    from worker.web.auth import require_staff
+
+    monkeypatch.setenv("NEWSLETTER_STAFF_TOKEN", "api-staff-token")
+    reset_settings()
+    app = create_app(get_settings())
+
+    def staff_only(router, route) -> bool:  # noqa: ANN001
+        declared = [d.dependency for d in [*router.dependencies, *route.dependencies]]
+        return require_staff in declared or any(d.call is require_staff for d in route.dependant.dependencies)
+
+    staff_routes = [r for router in ROUTERS for r in router.routes if staff_only(router, r)]
+    assert len(staff_routes) >= 5
+    with TestClient(app) as c:
+        for route in staff_routes:
+            path = re.sub(r"\{[^}]+\}", "1", route.path)
+            for method in route.methods - {"HEAD"}:
+                for auth in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic !!"}]:
+                    r = c.request(method, path, headers=auth)
+                    assert r.status_code == 401, (method, path, auth, r.status_code)
+
+
+def test_webhooks_refuse_garbage_and_oversized_bodies(settings_env, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SES_SNS_TOPICS", "arn:aws:sns:us-east-1:123456789012:t")
+    monkeypatch.setenv("NEWSLETTER_POSTMARK_WEBHOOK_SECRET", "pm")
+    monkeypatch.setenv("NEWSLETTER_MAILGUN_WEBHOOK_SIGNING_KEY", "mg")
+    reset_settings()
+    with TestClient(create_app(get_settings())) as c:
+        for hook in ["ses", "postmark", "mailgun"]:
+            for body in [b"", b"\x00\xff" * 10, b"[]", b"{}", b'{"Type": "Notification"}', b"x" * 3_000_000]:
+                r = c.post(f"/hooks/{hook}", content=body, headers={"content-type": "application/json"})
+                assert 400 <= r.status_code < 500, (hook, body[:20], r.status_code)

@@ -182,9 +182,12 @@ def erasure_hash(signing_key: str, email: str) -> str:
 
 
 def erased(session: Session, signing_key: str, emails: Iterable[str]) -> set[str]:
-    """The lower-cased addresses among `emails` that were erased before."""
+    """The lower-cased addresses among `emails` that were erased before. Looks them up 1,000 at
+    a time (PostgreSQL takes at most 65,535 parameters in a statement)."""
     by_hash = {erasure_hash(signing_key, e): e.strip().lower() for e in emails}
-    if not by_hash:
-        return set()
-    found = session.scalars(select(Erasure.key_hash).where(Erasure.key_hash.in_(list(by_hash))))
-    return {by_hash[h] for h in found}
+    hashes = list(by_hash)
+    found: set[str] = set()
+    for start in range(0, len(hashes), 1000):
+        chunk = hashes[start : start + 1000]
+        found.update(by_hash[h] for h in session.scalars(select(Erasure.key_hash).where(Erasure.key_hash.in_(chunk))))
+    return found

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -190,7 +190,7 @@ class Sender:
                     outcome.stopped = f"claim expired: {exc}"
                 finally:
                     progress.close()
-                    release_claim(session, token)
+                    release_claim(session, token, batch.unsent)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
@@ -280,7 +280,7 @@ class Sender:
             self.limiter.acquire()
             # Marks the row 'sending'; the transport waits for that write (`ours`) after the
             # envelope and before the content, so the two round trips overlap.
-            ours = progress.start(token, row.id, finished)
+            ours = batch.confirm(progress.start(token, row.id, finished), row.id)
             finished = None  # that write records it
             failure: Exception | None = None
             try:
@@ -357,6 +357,20 @@ class _Batch:
         self.token = token
         self.template = template
         self.stop = threading.Event()
+        self.unsent: list[int] = []  # rows written 'sending' whose content never left
+
+    def confirm(self, ours: Callable[[], bool], delivery_id: int) -> Callable[[], bool]:
+        """`ours`, noting the row as unsent when its write's confirmation fails (the transport
+        calls it before any content, so a failure means nothing was sent)."""
+
+        def confirmed() -> bool:
+            try:
+                return ours()
+            except BaseException:
+                self.unsent.append(delivery_id)
+                raise
+
+        return confirmed
 
 
 def _take(work: deque[Claimed]) -> Iterator[Claimed]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import InputError, NewsletterError, NotFound
+from ..errors import ConfigError, InputError, NewsletterError, NotFound
 from . import (  # noqa: F401  (they register the commands)
     campaigns,
     control,
@@ -30,11 +30,12 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Entry point: input errors are one line on stderr and exit code 2, never a traceback.
 
-    Exit codes: 0 done, 1 an operational failure (`NewsletterError`), 2 a usage or input error.
+    Exit codes: 0 done, 1 an operational failure (`NewsletterError`), 2 a usage or input error,
+    including a setting that cannot work (`ConfigError`: a mail URL, a key file, a mailbox).
     """
     try:
         app(standalone_mode=True)
-    except (InputError, NotFound) as exc:  # a bad argument: a file, a field, an id that is not there
+    except (InputError, NotFound, ConfigError) as exc:  # a bad argument or setting: a file, a field, an id
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
     except NewsletterError as exc:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import InputError
 from ..settings import get_settings
 from ._common import app, err, out, parse_as_of, ready, write_atomic
 
@@ -38,9 +39,14 @@ def render(
     files = {"body.html": html.encode(), "body.txt": text.encode(), "message.eml": message}
     if template.ics:
         files["event.ics"] = template.ics
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for fname, data in files.items():
-        write_atomic(out_dir / fname, data)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir}: a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fname, data in files.items():
+            write_atomic(out_dir / fname, data)
+    except OSError as exc:  # a file where the folder should be, no permission, a full disk
+        raise InputError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
     if not template.ics:
         (out_dir / "event.ics").unlink(missing_ok=True)  # a stale one from an earlier render would mislead
     for w in ep.warnings:

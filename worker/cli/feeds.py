@@ -36,6 +36,8 @@ def poll(
     if feed:
         _check_source(feed)  # a mistyped path is reported, never recorded as a feed
         reports = [poll_feed(feed, settings, send_backlog=send_backlog).as_dict()]
+    elif not settings.feed_list and not settings.episodes_dir:
+        fail("nothing to poll: give a FEED, or set NEWSLETTER_FEEDS or NEWSLETTER_EPISODES_DIR")
     else:
         reports = poll_all(settings)["reports"]
     failed = False

@@ -1,0 +1,63 @@
+"""What a new user types first and gets wrong: one line naming the option or setting, exit 2,
+never a traceback (found by trying the README's commands on a fresh clone)."""
+
+from __future__ import annotations
+
+import socket
+
+from .factories import cli
+
+
+def one_line_error(proc, code: int = 2) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_render_out_that_is_a_file_or_under_one(seed_path, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    line = one_line_error(cli("render", seed_path, "--out", a_file))
+    assert line.startswith(f"error: --out {a_file}") and "not a folder" in line
+    line = one_line_error(cli("render", seed_path, "--out", a_file / "sub"))
+    assert line.startswith(f"error: --out {a_file / 'sub'}: cannot write there")
+    assert a_file.read_text() == "mine"
+
+
+def test_a_setting_that_cannot_work_is_an_input_error(seed_path, tmp_path):
+    line = one_line_error(cli("bounces", "poll"))
+    assert "NEWSLETTER_BOUNCE_MAILBOX" in line
+    env = {"NEWSLETTER_STAFF_ALLOWLIST": "staff@example.com", "NEWSLETTER_MAIL_URL": "bogus://x"}
+    line = one_line_error(cli("send-test", seed_path, "--to", "staff@example.com", env=env))
+    assert "NEWSLETTER_MAIL_URL" in line
+    env = {
+        "NEWSLETTER_DKIM_SELECTOR": "s1",
+        "NEWSLETTER_DKIM_DOMAIN": "example.com",
+        "NEWSLETTER_DKIM_KEY_FILE": str(tmp_path / "missing.pem"),
+    }
+    assert "NEWSLETTER_DKIM_KEY_FILE" in one_line_error(cli("dns-records", env=env))
+
+
+def test_poll_with_nothing_to_poll_says_what_to_set():
+    line = one_line_error(cli("poll", env={"NEWSLETTER_FEEDS": "", "NEWSLETTER_EPISODES_DIR": ""}))
+    assert "NEWSLETTER_FEEDS" in line and "NEWSLETTER_EPISODES_DIR" in line
+
+
+def test_poll_of_a_missing_feed_file_says_so_once(tmp_path):
+    missing = tmp_path / "feed.xml"
+    line = one_line_error(cli("poll", missing))
+    assert line.count(str(missing)) == 1 and "no such file" in line
+
+
+def test_web_on_a_port_in_use_or_out_of_range():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(cli("web", "--port", port, timeout=60))
+    assert line.startswith(f"error: --port {port}: cannot listen on 127.0.0.1:{port}")
+    proc = cli("web", "--port", "99999")
+    assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
+

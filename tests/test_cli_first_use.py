@@ -61,3 +61,11 @@ def test_web_on_a_port_in_use_or_out_of_range():
     proc = cli("web", "--port", "99999")
     assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
 
+
+def test_status_lines_are_not_wrapped_when_piped(seed_path, tmp_path):
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\nada@example.com,Ada\n")
+    cli("subscribers", "import", people, check=True)
+    cli("publish", seed_path, check=True)  # no worker: it stays queued
+    first = cli("status", check=True).stdout.splitlines()[0]
+    assert len(first) > 80 and first.startswith("campaign 1 (") and "1 recipients" in first, first

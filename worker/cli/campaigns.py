@@ -105,7 +105,10 @@ def _print_status(st: CampaignReport) -> None:
             highlight=False,
         )
     if st.feedback:
-        out.print(", ".join(f"{n} {k}" for k, n in st.feedback.items()), markup=False, highlight=False)
+        reports = ", ".join(f"{n} {k}" for k, n in st.feedback.items())
+        # These come from the mail system (webhooks, returned mail) and later unsubscribes, not
+        # from sending: a Maildir or plain SMTP send reports no deliveries, hence the label.
+        out.print(f"reports after sending: {reports}", markup=False, highlight=False)
     if st.counts.uncertain:
         out.print(
             f"{st.counts.uncertain} uncertain: `newsletter resend {st.campaign} --uncertain` resends them "
@@ -222,7 +225,8 @@ def sweep() -> None:
         report = sweep_ledger(session, settings)
     for campaign_id in report.need_work:
         start(campaign_id)
-    out.print(f"requeued {report.requeued}, uncertain {report.uncertain}, finished {report.finished}", markup=False)
+    finished = ", ".join(str(c) for c in report.finished) or "none"
+    out.print(f"requeued {report.requeued}, uncertain {report.uncertain}, campaigns finished: {finished}", markup=False)
 
 
 @app.command()

@@ -388,3 +388,17 @@ def poll_all(settings: Settings) -> dict:
     if settings.episodes_dir:
         reports.append(poll_folder(settings.path(settings.episodes_dir), settings).as_dict())
     return {"reports": reports, "seconds": round(time.monotonic() - started, 3)}
+
+
+def feed_health(session: Session) -> list[dict]:
+    """Every feed polled so far, in the order first seen: {"url", "last_error" (None when its
+    last poll worked), "failures" (polls failed in a row), "last_ok_at" (ISO 8601 or None)}."""
+    return [
+        {
+            "url": f.url,
+            "last_error": f.last_error,
+            "failures": f.failures,
+            "last_ok_at": f.last_ok_at.isoformat() if f.last_ok_at else None,
+        }
+        for f in session.scalars(select(Feed).order_by(Feed.id))
+    ]

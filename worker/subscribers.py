@@ -319,3 +319,12 @@ def set_status(session: Session, email: str, status: str, reason: str = "") -> b
 def count_by_status(session: Session) -> dict[str, int]:
     counts = dict(session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
     return {s: counts.get(s, 0) for s in SubscriberStatus.ALL}
+
+
+def list_subscribers(session: Session, status: str | None = None) -> list[tuple[str, str, str]]:
+    """(email, name, status) of every subscriber, or of those with `status`, in the order they
+    came in."""
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return [(s.email, s.name, s.status) for s in session.scalars(query)]

@@ -125,6 +125,7 @@ def status(
 ) -> None:
     """Counts per delivery status, an ETA while sending, recent campaigns and failing feeds."""
     from ..db import session_scope
+    from ..feeds import feed_health
     from ..ledger import status as campaign_status
     from ..ledger.overview import no_worker_seen, recent_campaigns
 
@@ -136,7 +137,7 @@ def status(
         st = campaign_status(session, campaign) if campaign is not None else None
         # A sending campaign with queued rows and no sign of a worker for a claim lease.
         idle = st is not None and no_worker_seen(session, st.campaign, settings.claim_lease)
-        feeds = _feed_status(session)
+        feeds = feed_health(session)
     if as_json:
         shown = st.as_dict() if st else {"campaign": None}
         print(json.dumps({**shown, "no_worker": idle, "recent": [r.as_dict() for r in recent], "feeds": feeds}))
@@ -175,22 +176,6 @@ def _print_recent(recent: list[CampaignLine]) -> None:
         table.add_row(str(r.campaign), r.episode or "", str(r.state), f"{r.sent}/{r.total}", created)
     out.print(table)
     out.print()
-
-
-def _feed_status(session) -> list[dict]:  # noqa: ANN001
-    from sqlalchemy import select
-
-    from ..models import Feed
-
-    return [
-        {
-            "url": f.url,
-            "last_error": f.last_error,
-            "failures": f.failures,
-            "last_ok_at": f.last_ok_at.isoformat() if f.last_ok_at else None,
-        }
-        for f in session.scalars(select(Feed).order_by(Feed.id))
-    ]
 
 
 @app.command()

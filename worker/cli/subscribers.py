@@ -65,20 +65,15 @@ def subscribers_list(
     """List subscribers (CSV on stdout, or JSON)."""
     import csv
 
-    from sqlalchemy import select
-
     from ..db import session_scope
-    from ..models import Subscriber, SubscriberStatus
-    from ..subscribers import export_cell
+    from ..models import SubscriberStatus
+    from ..subscribers import export_cell, list_subscribers
 
     if status and status not in SubscriberStatus.ALL:
         fail(f"--status must be one of {', '.join(SubscriberStatus.ALL)}")
     settings = ready()
     with session_scope(settings) as session:
-        query = select(Subscriber).order_by(Subscriber.id)
-        if status:
-            query = query.where(Subscriber.status == status)
-        rows = [(s.email, s.name, s.status) for s in session.scalars(query)]
+        rows = list_subscribers(session, status)
     if as_json:
         print(json.dumps([{"email": e, "name": n, "status": st} for e, n, st in rows], ensure_ascii=False))
         return

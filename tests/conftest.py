@@ -221,3 +221,26 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+@pytest.fixture
+def moto_ses(monkeypatch):
+    """SES v2 through moto's server mode on loopback, emptied first; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    import httpx
+
+    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process: start each test empty
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", url)
+    yield url
+    server.stop()

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from worker.db import session_scope
 from worker.episodes import Episode, Event, Speaker, load_episode
@@ -169,3 +172,14 @@ def wait_done(campaign_id: int, timeout: float = 120, stack=None) -> dict:  # no
         f"campaign {campaign_id} to finish",
         details=lambda: f"{campaign_status(campaign_id)}\n{stack.logs() if stack else ''}",
     )
+
+
+def old_link(settings, address: str, nonce: str, days: float) -> str:  # noqa: ANN001
+    """A confirmation token signed `days` ago."""
+
+    class Then(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - days * 86400)
+
+    serializer = URLSafeTimedSerializer(settings.signing_key, salt="newsletter.confirm", signer=Then)
+    return serializer.dumps({"e": address, "n": nonce, "l": settings.list_id})

@@ -238,3 +238,19 @@ class SESThrottlingFront(ProviderServer):
     def __init__(self, upstream: str, state: ProviderState | None = None):
         self.upstream = upstream
         super().__init__(state, _SESFront)
+
+
+# -- SES through moto's server mode (shared by the provider tests) -----------------------------
+
+
+def ses_sent(region: str = "eu-west-1") -> list:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return list(ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages)
+
+
+def verify_identity(identity: str) -> None:
+    import boto3
+
+    boto3.client("sesv2", region_name="eu-west-1").create_email_identity(EmailIdentity=identity)

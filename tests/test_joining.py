@@ -7,11 +7,9 @@ from __future__ import annotations
 import email
 import mailbox
 import re
-import time
 
 import pytest
 from fastapi.testclient import TestClient
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from worker import joining
@@ -23,6 +21,8 @@ from worker.models import Subscriber
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 from worker.web.csrf import csrf_token
+
+from .factories import old_link
 
 
 @pytest.fixture
@@ -59,17 +59,6 @@ def text_of(msg) -> str:  # noqa: ANN001
 
 def confirm_link(msg) -> str:  # noqa: ANN001
     return re.search(r"https?://\S+/confirm/(\S+)", text_of(msg)).group(1)
-
-
-def old_link(settings, address: str, nonce: str, days: float) -> str:  # noqa: ANN001
-    """A confirmation token signed `days` ago."""
-
-    class Then(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time() - days * 86400)
-
-    serializer = URLSafeTimedSerializer(settings.signing_key, salt="newsletter.confirm", signer=Then)
-    return serializer.dumps({"e": address, "n": nonce, "l": settings.list_id})
 
 
 def status_of(address: str) -> str | None:

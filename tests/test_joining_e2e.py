@@ -23,10 +23,9 @@ from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 from worker.web import create_app
 
-from .factories import seed_subscribers, wait_done
+from .factories import old_link, seed_subscribers, wait_done
 from .smtp_server import free_port
 from .stack import wait_for
-from .test_joining import old_link
 
 SHOTS = Path(os.environ.get("JOINING_SCREENSHOTS", "")) if os.environ.get("JOINING_SCREENSHOTS") else None
 

@@ -13,9 +13,8 @@ from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
 from .factories import campaign_status, cli, seed_subscribers, wait_done
-from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront
+from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront, ses_sent, verify_identity
 from .stack import wait_for
-from .test_providers import moto_ses, ses_sent, verify_identity  # noqa: F401 - fixture
 
 N = 60
 
@@ -78,7 +77,7 @@ def test_campaign_through_an_http_provider_delivers_exactly_once(
 
 
 def test_campaign_through_ses_delivers_exactly_once(
-    moto_ses,  # noqa: F811 - the fixture imported above
+    moto_ses,
     redis_url,
     quick,
     stack,
@@ -194,7 +193,7 @@ def test_postmark_unknown_sender_pauses_the_campaign(redis_url, quick, stack, se
         assert server.state.delivered == []
 
 
-def test_ses_unverified_sender_pauses_the_campaign(moto_ses, redis_url, quick, stack, seed_path, monkeypatch):  # noqa: F811
+def test_ses_unverified_sender_pauses_the_campaign(moto_ses, redis_url, quick, stack, seed_path, monkeypatch):
     use(monkeypatch, "ses://eu-west-1")
     _, cid = start_campaign(stack, seed_path)
     assert_paused_blaming_nobody(cid, stack, "ses refused our sender")

@@ -26,7 +26,7 @@ from worker.transports.postmark import PostmarkTransport
 from worker.transports.provider import retry_after
 from worker.transports.ses import SESTransport
 
-from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront
+from .provider_servers import ProviderServer, ProviderState, SESThrottlingFront, ses_sent, verify_identity
 
 
 @pytest.fixture
@@ -161,41 +161,6 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 
 # -- SES through moto ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def moto_ses(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    import httpx
-
-    httpx.post(f"{url}/moto-api/reset")  # moto's state is per process: start each test empty
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", url)
-    yield url
-    server.stop()
-
-
-def ses_sent(region: str = "eu-west-1") -> list:
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.ses.models import ses_backends
-
-    return list(ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages)
-
-
-def verify_identity(identity: str) -> None:
-    import boto3
-
-    boto3.client("sesv2", region_name="eu-west-1").create_email_identity(EmailIdentity=identity)
 
 
 def raw(sent) -> bytes:  # noqa: ANN001

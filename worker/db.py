@@ -19,6 +19,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
+    """The engine for the configured database URL, made once per URL and shared (thread-safe)."""
     settings = settings or get_settings()
     url = settings.resolved_database_url
     with _lock:
@@ -108,6 +109,7 @@ def dispose_engines() -> None:
 
 
 def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
+    """A sessionmaker on `get_engine(settings)`; its sessions do not expire objects on commit."""
     return sessionmaker(get_engine(settings), expire_on_commit=False)
 
 
@@ -126,6 +128,7 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
 
 
 def is_postgres(session_or_engine) -> bool:  # noqa: ANN001
+    """Whether a Session or Engine is bound to PostgreSQL (else SQLite)."""
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
 

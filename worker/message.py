@@ -32,6 +32,8 @@ CRLF = b"\r\n"
 
 @dataclass(frozen=True)
 class Recipient:
+    """One addressee of a message: the address and an optional display name."""
+
     email: str
     name: str = ""
 
@@ -161,6 +163,10 @@ def _b64_lines(data: bytes) -> bytes:
 
 
 class MessageTemplate:
+    """A rendered campaign email compiled once, then personalised per recipient: `build()`
+    returns the MIME bytes (CRLF lines) and the Message-ID. Raises ConfigError when
+    NEWSLETTER_FROM_ADDR is not an address."""
+
     def __init__(
         self,
         rendered: RenderedEmail,

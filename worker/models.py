@@ -18,10 +18,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime (the tables' default timestamps)."""
     return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
+    """The SQLAlchemy declarative base of every table here."""
+
     pass
 
 
@@ -57,6 +60,9 @@ class DeliveryStatus(enum.StrEnum):
 
 
 class Subscriber(Base):
+    """A person on the list: address (unique case-insensitively via `email_key`), name, status
+    (`SubscriberStatus`) and the double opt-in bookkeeping."""
+
     __tablename__ = "subscribers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -88,6 +94,9 @@ class Erasure(Base):
 
 
 class EpisodeRecord(Base):
+    """A published episode: its feed GUID and slug (both unique), title, publication time and the
+    whole `Episode` as JSON in `data`."""
+
     __tablename__ = "episodes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -114,6 +123,9 @@ class CampaignStatus(enum.StrEnum):
 
 
 class Campaign(Base):
+    """The email for one episode (one per episode): subject, HTML and text rendered at publish,
+    status (`CampaignStatus`), audience size `total` and its timestamps."""
+
     __tablename__ = "campaigns"
     __table_args__ = (Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),)
 
@@ -139,6 +151,9 @@ class Campaign(Base):
 
 
 class Delivery(Base):
+    """The ledger row for one (campaign, subscriber): the frozen address, status
+    (`DeliveryStatus`), attempts, the claim holding it, Message-IDs and the last error."""
+
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
@@ -186,6 +201,8 @@ class DeliveryEvent(Base):
 
 
 class EventKind:
+    """The kinds of `DeliveryEvent`: hard bounce, soft bounce, complaint, delivery."""
+
     HARD_BOUNCE = "hard_bounce"
     SOFT_BOUNCE = "soft_bounce"
     COMPLAINT = "complaint"
@@ -205,6 +222,9 @@ class Claim(Base):
 
 
 class Feed(Base):
+    """A polled podcast feed: its URL (unique), title, poll times, failure count, HTTP caching
+    validators (ETag, Last-Modified) and the newest item time seen."""
+
     __tablename__ = "feeds"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -51,6 +51,10 @@ PAUSE_CHECK_EVERY = 0.2
 
 
 class RateLimiter:
+    """A send rate of `rate` messages per second (0: no limit, only the shared pause), shared
+    through Redis at `redis_url` by every process using `key`, else per process; `burst`
+    messages may go at once."""
+
     def __init__(self, rate: float, redis_url: str = "", key: str = "newsletter:send-rate", burst: int = 1):
         self.rate = rate
         self.interval_us = int(1_000_000 / rate) if rate > 0 else 0

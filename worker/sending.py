@@ -55,6 +55,9 @@ STATUS_CHECK_INTERVAL = 1.0
 
 @dataclass
 class BatchOutcome:
+    """What one `Sender.run` did to a campaign: deliveries sent, set to retry, failed and
+    skipped, rows claimed, batches run; `next_due_in` and `paused_for` are in seconds."""
+
     sent: int = 0
     retry: int = 0
     failed: int = 0

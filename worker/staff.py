@@ -24,6 +24,9 @@ SAMPLE_NAME = "Sample Subscriber"
 
 @dataclass
 class TestSendResult:
+    """The outcome of one staff test email: the recipient, whether it was sent, its Message-ID
+    when sent, the error text when not."""
+
     recipient: str
     ok: bool
     message_id: str | None = None

@@ -66,6 +66,9 @@ def export_cell(value: str) -> str:
 
 @dataclass
 class ImportReport:
+    """What reading or importing a subscriber file found: counts by outcome, bad rows as
+    (line, reason), per-address statuses, pending addresses, warnings and the encoding used."""
+
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -317,6 +320,7 @@ def set_status(session: Session, email: str, status: str, reason: str = "") -> b
 
 
 def count_by_status(session: Session) -> dict[str, int]:
+    """Subscribers per status, every status in `SubscriberStatus.ALL` present (0 when none)."""
     counts = dict(session.execute(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
     return {s: counts.get(s, 0) for s in SubscriberStatus.ALL}
 

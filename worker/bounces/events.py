@@ -52,6 +52,9 @@ class Report:
 
 @dataclass
 class Recorded:
+    """The result of recording one report: whether it was a duplicate, the delivery and
+    subscriber it matched (ids, or None) and its effect."""
+
     duplicate: bool
     delivery_id: int | None
     subscriber_id: int | None

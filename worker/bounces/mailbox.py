@@ -33,6 +33,9 @@ TIMEOUT = 30.0
 
 @dataclass
 class PollResult:
+    """What one mailbox poll did: messages read, bounce reports found in them, reports recorded
+    and how many had each effect."""
+
     messages: int = 0
     reports: int = 0
     recorded: int = 0

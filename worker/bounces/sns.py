@@ -107,6 +107,9 @@ class CertificateStore:
 
 
 def string_to_sign(message: dict) -> bytes:
+    """The UTF-8 bytes an SNS signature covers: the message's keys in the order AWS gives
+    (https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html), each as
+    "key\\nvalue\\n". Raises WebhookRejected (400) when a required key is missing."""
     keys = NOTIFICATION_KEYS if message.get("Type") == "Notification" else CONFIRMATION_KEYS
     out = []
     for key in keys:

@@ -11,6 +11,9 @@ from .base import Transport
 
 
 class MaildirTransport(Transport):
+    """Writes each message as a file into the Maildir at `path` (creating tmp/new/cur); a write
+    error is a TemporaryFailure."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         # mailbox.Maildir(create=True) makes tmp/new/cur only for a folder that does not exist

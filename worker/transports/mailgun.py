@@ -29,6 +29,9 @@ REGIONS = {"us": "https://api.mailgun.net", "eu": "https://api.eu.mailgun.net"}
 
 
 class MailgunTransport(ProviderTransport):
+    """Sends through Mailgun's messages.mime API (see the module docstring for the URL and the
+    answers). Raises ConfigError when the key or domain is missing or the region is not us/eu."""
+
     name = "mailgun"
 
     def __init__(self, url: str, *, timeout: float = 30.0):

@@ -40,6 +40,8 @@ OWN_FIELDS = {"from", "to", "subject", "mime-version", "content-type", "content-
 
 
 class PostmarkTransport(ProviderTransport):
+    """Sends through Postmark's Email API (see the module docstring for the URL and the answers)."""
+
     name = "postmark"
 
     def __init__(self, url: str, *, timeout: float = 30.0):

@@ -52,6 +52,9 @@ CONFIGURATION = {
 
 
 class SESTransport(Transport):
+    """Sends through Amazon SES v2 SendEmail with raw content (see the module docstring for the
+    URL and the error mapping)."""
+
     name = "ses"
 
     def __init__(self, url: str, *, timeout: float = 30.0, client=None):  # noqa: ANN001
@@ -121,6 +124,9 @@ class SESTransport(Transport):
 
 
 def classify(exc, recipient: str) -> Exception:  # noqa: ANN001 - botocore.exceptions.ClientError
+    """The exception a botocore ClientError from SES stands for (returned, not raised): Throttled,
+    TransportConfigError, MessageRejected, RecipientRejected or TemporaryFailure, per the
+    SendEmail API reference's Errors section."""
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     message = str(error.get("Message", ""))

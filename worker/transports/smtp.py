@@ -27,6 +27,9 @@ _UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")  # anything that could end or split `
 
 
 class SMTPTransport(Transport):
+    """Sends over SMTP or SMTPS to the server in `url`, keeping one connection; `timeout` is in
+    seconds. Raises ConfigError for a bad port or `starttls` value."""
+
     def __init__(self, url: str, timeout: float = 30.0, local_hostname: str | None = None):
         parts = urlsplit(url)
         self.implicit_tls = parts.scheme == "smtps"

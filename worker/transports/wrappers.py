@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class Wrapper(Transport):
+    """A transport that hands every call to `inner`; subclasses override what they change."""
+
     def __init__(self, inner: Transport):
         self.inner = inner
 

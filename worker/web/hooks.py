@@ -56,6 +56,8 @@ def _answer(settings, parse: Callable[[], list[Report]], replay_status: int, who
 
 @router.post("/ses", summary="Amazon SES bounce, complaint and delivery notifications (SNS)")
 async def ses(request: Request, settings: AppSettings) -> JSONResponse:
+    """Amazon SES events delivered by SNS; the SNS signature is verified. A replay gets 409,
+    too many posts 429."""
     if not _within_rate(request, settings):
         return _too_many()
     body = await request.body()
@@ -67,6 +69,7 @@ async def ses(request: Request, settings: AppSettings) -> JSONResponse:
 
 @router.post("/postmark", summary="Postmark bounce, spam complaint and delivery webhooks")
 async def postmark(request: Request, settings: AppSettings) -> JSONResponse:
+    """Postmark webhooks, authenticated by HTTP basic auth. A replay gets 403, too many posts 429."""
     if not _within_rate(request, settings):
         return _too_many()
     body = await request.body()
@@ -76,6 +79,8 @@ async def postmark(request: Request, settings: AppSettings) -> JSONResponse:
 
 @router.post("/mailgun", summary="Mailgun failed, complained and delivered webhooks")
 async def mailgun(request: Request, settings: AppSettings) -> JSONResponse:
+    """Mailgun webhooks, authenticated by their HMAC signature. A replay gets 406, too many posts
+    429."""
     if not _within_rate(request, settings):
         return _too_many()
     body = await request.body()

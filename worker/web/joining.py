@@ -37,12 +37,17 @@ CHECK_INBOX = "Check your inbox"
 
 
 class SignupRequest(BaseModel):
+    """A signup: the address (at most 320 characters), an optional name, and a honeypot field
+    that people leave empty."""
+
     email: str = Field(max_length=320, description="The address to subscribe", json_schema_extra={"format": "email"})
     name: str = Field("", max_length=200, description="Optional display name")
     website: str = Field("", max_length=200, description="Honeypot: leave empty")
 
 
 class SignupReply(BaseModel):
+    """The answer to a signup: `ok` and a message to show the person."""
+
     ok: bool = True
     message: str
 

@@ -1,7 +1,7 @@
 """One clock for leases, heartbeats and due times: the database's (issue 16).
 
 A worker whose host clock runs 10 minutes behind (libfaketime) sends beside one with the right
-time while a host with the right time sweeps every half second with a lease of 3 s. With
+time while a host with the right time sweeps every half second with a lease of 10 s. With
 heartbeats on the workers' own clocks, the sweeper took every claim of the slow clock for a dead
 worker's; on the database's clock nothing is recovered, nothing is uncertain and everyone gets
 one copy.
@@ -27,7 +27,7 @@ def test_a_worker_ten_minutes_behind_is_not_taken_for_dead(
     from worker.tasks import sweep as sweep_task
 
     for key, value in {
-        "NEWSLETTER_CLAIM_LEASE": "3",
+        "NEWSLETTER_CLAIM_LEASE": "10",  # far below the 10 min skew; wide enough for a loaded CI host
         "NEWSLETTER_SWEEP_INTERVAL": "1",
         "NEWSLETTER_SEND_RATE": "200",
         "NEWSLETTER_BATCH_SIZE": "50",

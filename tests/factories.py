@@ -183,3 +183,27 @@ def old_link(settings, address: str, nonce: str, days: float) -> str:  # noqa: A
 
     serializer = URLSafeTimedSerializer(settings.signing_key, salt="newsletter.confirm", signer=Then)
     return serializer.dumps({"e": address, "n": nonce, "l": settings.list_id})
+
+
+def poll_concurrently(url: str, settings, pollers: int = 4) -> list:  # noqa: ANN001
+    """Poll one feed from `pollers` threads at once; returns their PollReports, raising the first
+    error any of them hit."""
+    import threading
+
+    from worker.feeds import poll_feed
+
+    results, errors = [], []
+
+    def poller() -> None:
+        try:
+            results.append(poll_feed(url, settings))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poller) for _ in range(pollers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results

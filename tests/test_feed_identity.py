@@ -16,7 +16,7 @@ from worker.models import Campaign, SeenItem
 from worker.settings import get_settings, reset_settings
 
 from .conftest import FIXTURES
-from .factories import cli
+from .factories import cli, poll_concurrently
 
 IDENTITY = FIXTURES / "feeds" / "identity"
 
@@ -64,24 +64,9 @@ def test_guid_scheme_change_sends_only_the_new_episode(drafts, feed_file):
 
 
 def test_concurrent_polls_after_a_guid_change_make_one_campaign(drafts, feed_file):
-    import threading
-
     poll_feed(feed_file("v1.rss"), drafts)
-    url = feed_file("v2-https.rss")
-    results, errors = [], []
-
-    def poller() -> None:
-        try:
-            results.append(poll_feed(url, drafts))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=poller) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and sum(len(r.new) for r in results) == 1 and campaigns() == 1
+    results = poll_concurrently(feed_file("v2-https.rss"), drafts)
+    assert sum(len(r.new) for r in results) == 1 and campaigns() == 1
 
 
 def test_new_host_reordered_edited_notes_and_title_send_nothing(drafts, feed_file):

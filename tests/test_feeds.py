@@ -19,7 +19,7 @@ from worker.settings import get_settings, reset_settings
 
 from .conftest import FEEDS
 from .factories import cli as run
-from .factories import seed_subscribers, wait_done
+from .factories import poll_concurrently, seed_subscribers, wait_done
 
 ITEM = """<item><title>{title}</title><guid>{guid}</guid><link>https://podcast.example.com/{guid}</link>
 <pubDate>{date}</pubDate><enclosure url="https://cdn.example.com/{guid}.mp3" type="audio/mpeg" length="1"/>
@@ -118,20 +118,7 @@ def test_two_concurrent_polls_make_one_campaign(database, http_dir, monkeypatch)
         root / "feed.xml",
         feed_xml([{"title": f"New {i}", "guid": f"new-{i}"} for i in range(3)] + [{"title": "Old", "guid": "old"}]),
     )
-    results, errors = [], []
-
-    def poller() -> None:
-        try:
-            results.append(poll_feed(url, settings))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=poller) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = poll_concurrently(url, settings)
     assert sorted(slug for r in results for slug in r.new) == sorted(
         ["2023-11-23-new-0", "2023-11-23-new-1", "2023-11-23-new-2"]
     )

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from worker import control, sending
 from worker.db import session_scope
 from worker.episodes import load_episode
-from worker.errors import CampaignStateError
+from worker.errors import CampaignStateError, NewsletterError
 from worker.ledger import claim_batch
 from worker.ledger import control as ledger_control
 from worker.models import Campaign, Delivery, Subscriber, utcnow
@@ -122,6 +122,31 @@ def test_two_sweepers_start_a_scheduled_campaign_once(draft, monkeypatch):
     for t in threads:
         t.join(timeout=30)
     assert sorted(started) == [[], [draft]]
+    assert status_of(draft) == "sending" and by_status(draft) == {"queued": 40}
+
+
+def test_two_concurrent_sends_of_a_draft_freeze_its_audience_once(draft, monkeypatch):
+    # The audience is frozen with a plain INSERT (no ON CONFLICT): only the conditional move out
+    # of draft keeps a second send from trying to add everyone again.
+    monkeypatch.setattr("worker.control._enqueue", lambda cid: None)
+    settings = get_settings()
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def sender() -> None:
+        barrier.wait()
+        try:
+            control.send_now(settings, draft)
+            outcomes.append("sent")
+        except NewsletterError as exc:
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) in (["CampaignStateError", "sent"], ["InputError", "sent"])
     assert status_of(draft) == "sending" and by_status(draft) == {"queued": 40}
 
 

@@ -95,17 +95,24 @@ def freeze_audience(session: Session, campaign: Campaign) -> int:
         literal(0, Delivery.attempts.type),
         now,
     ).where(Subscriber.status == SubscriberStatus.ACTIVE)
-    # The unique (campaign, subscriber) key skips whoever is in already: no anti-join, which
-    # PostgreSQL may plan as a scan of the rows being inserted per subscriber (quadratic).
+    before = sum(status_counts(session, campaign.id).values())  # kept by the database, not counted
     into = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        into(Delivery)
-        .from_select(["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
+    insert = into(Delivery).from_select(
+        ["campaign_id", "subscriber_id", "email", "name", "status", "attempts", "updated_at"], sel
     )
-    total = sum(status_counts(session, campaign.id).values())  # kept by the database, not counted
-    added = total - (campaign.total or 0)
-    campaign.total = total
+    if before:
+        # Rows exist already: the unique (campaign, subscriber) key skips whoever is in. No
+        # anti-join, which PostgreSQL may plan as a scan of the rows being inserted per
+        # subscriber (quadratic).
+        insert = insert.on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
+    # else a plain INSERT: ON CONFLICT costs a speculative insertion per row (an index probe
+    # and one more WAL record), ~40% of the INSERT of a million rows. A campaign without rows is
+    # frozen once (its creation, or the conditional move out of draft/scheduled); should a
+    # second freeze race this one anyway, the same unique key makes it fail instead of
+    # adding anyone twice.
+    session.execute(insert)
+    campaign.total = sum(status_counts(session, campaign.id).values())
+    added = campaign.total - before
     campaign.status = CampaignStatus.SENDING
     if campaign.started_at is None:
         campaign.started_at = db_now(session)
@@ -120,7 +127,18 @@ def send_draft(session: Session, campaign_id: int) -> int:
     from ..errors import InputError
 
     campaign = get_campaign(session, campaign_id)
-    if campaign.status != CampaignStatus.DRAFT:
+    # A conditional move out of draft: of two concurrent sends, the second waits for the row
+    # and then matches nothing, so only one freezes the audience.
+    moved = rowcount(
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.DRAFT)
+            .values(status=CampaignStatus.SENDING)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not moved:
+        session.refresh(campaign)
         raise InputError(f"campaign {campaign_id} is not a draft ({campaign.status})")
     return freeze_audience(session, campaign)
 

@@ -3,9 +3,15 @@ writes them: publishing, claims, progress, failures, sweeps, resends, and plain 
 
 from __future__ import annotations
 
-from sqlalchemy import text, update
+import uuid
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import event, select, text, update
+
+from worker.bounces.stats import feedback_counts
 from worker.db import get_engine, session_factory, session_scope
+from worker.errors import NotFound
 from worker.ledger import (
     ProgressWriter,
     claim_batch,
@@ -14,9 +20,10 @@ from worker.ledger import (
     mark_temporary_failure,
     release_claim,
     resend_uncertain,
+    status,
     sweep,
 )
-from worker.models import Delivery
+from worker.models import Campaign, Delivery, DeliveryEvent, Subscriber
 from worker.settings import get_settings
 
 from .factories import make_campaign
@@ -80,3 +87,37 @@ def test_counts_follow_every_writer(database, seed_path):
     with session_scope() as s:
         reported = {k: v for k, v in counts(s, cid).as_dict().items() if v}
     assert reported == counted(cid)
+
+
+def test_the_report_is_one_statement_and_agrees_with_the_rows(database, seed_path):
+    cid = make_campaign(seed_path, 8)
+    with session_scope() as s:
+        ids = s.scalars(select(Delivery.id).where(Delivery.campaign_id == cid).order_by(Delivery.id)).all()
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[:3])).values(status="sent"))
+        s.execute(update(Delivery).where(Delivery.id == ids[3]).values(status="bounced"))
+        gone = s.scalar(select(Delivery.subscriber_id).where(Delivery.id == ids[0]))
+        later = s.scalar(select(Campaign.started_at).where(Campaign.id == cid)) + timedelta(seconds=1)
+        s.execute(update(Subscriber).where(Subscriber.id == gone).values(status="unsubscribed", updated_at=later))
+        for kind, delivery in (("delivery", ids[1]), ("delivery", ids[1]), ("complaint", ids[2])):
+            s.add(DeliveryEvent(event_key=f"{kind}-{delivery}-{uuid.uuid4().hex}", kind=kind, source="test",
+                                delivery_id=delivery, campaign_id=cid))  # fmt: skip
+    statements: list[str] = []
+    engine = get_engine()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with session_scope() as s:
+            report = status(s, cid)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    queries = [q for q in statements if not q.startswith("BEGIN")]  # SQLite's BEGIN IMMEDIATE
+    assert len(queries) == 1  # polled during a send: one round trip, however many rows
+    assert {k: v for k, v in report.counts.as_dict().items() if v} == counted(cid) == {
+        "queued": 4, "sent": 3, "bounced": 1}  # fmt: skip
+    assert report.title and report.episode and report.state == "sending"
+    assert report.eta_seconds is not None and report.eta_seconds >= 0
+    with session_scope() as s:
+        assert report.feedback == feedback_counts(s, cid) == {
+            "delivered": 1, "bounced": 1, "complained": 1, "unsubscribed": 1}  # fmt: skip
+        with pytest.raises(NotFound):
+            status(s, cid + 1000)

@@ -8,7 +8,7 @@ concurrent workers from waiting on one another: a reader sums them.
 
 from __future__ import annotations
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import Subquery, case, column, func, select, table
 from sqlalchemy.orm import Session
 
 from ..models import DeliveryStatus
@@ -21,6 +21,17 @@ def status_counts(session: Session, campaign_id: int) -> dict[DeliveryStatus, in
     c = campaign_counts.c
     rows = session.execute(select(c.status, func.sum(c.n)).where(c.campaign_id == campaign_id).group_by(c.status)).all()
     return {DeliveryStatus(status): int(n) for status, n in rows if n}
+
+
+def per_status(campaign_id: int) -> Subquery:
+    """One row whatever the campaign: a column per `DeliveryStatus` (rows of that status, 0 when
+    none), for a caller to join into a statement of its own (`worker.ledger.status`)."""
+    c = campaign_counts.c
+    return (
+        select(*(func.coalesce(func.sum(case((c.status == s, c.n), else_=0)), 0).label(s) for s in DeliveryStatus))
+        .where(c.campaign_id == campaign_id)
+        .subquery("counts")
+    )
 
 
 def open_rows(session: Session, campaign_id: int) -> int:

@@ -132,6 +132,102 @@ def stop(worker: subprocess.Popen) -> None:
         worker.kill()
 
 
+class DelayProxy:
+    """A TCP relay in front of the sink that holds each of the server's replies for `rtt_ms`
+    (client bytes go through at once): network distance, as the client sees it. Runs an asyncio
+    loop in a thread of this process."""
+
+    def __init__(self, upstream_port: int, rtt_ms: float) -> None:
+        import asyncio
+        import threading
+
+        self.port = free_port()
+        self.delay = rtt_ms / 1000
+        self.upstream = upstream_port
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(asyncio.start_server(self._relay, "127.0.0.1", self.port))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    async def _relay(self, client_r, client_w) -> None:  # noqa: ANN001
+        import asyncio
+
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream)
+        held: asyncio.Queue = asyncio.Queue()
+
+        async def up() -> None:
+            while data := await client_r.read(65536):
+                server_w.write(data)
+                await server_w.drain()
+            server_w.close()
+
+        async def down_read() -> None:
+            while data := await server_r.read(65536):
+                await held.put((self.loop.time() + self.delay, data))
+            await held.put((self.loop.time() + self.delay, b""))
+
+        async def down_write() -> None:
+            while True:
+                due, data = await held.get()
+                if (wait := due - self.loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    client_w.close()
+                    return
+                client_w.write(data)
+                await client_w.drain()
+
+        try:
+            await asyncio.gather(up(), down_read(), down_write())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client_w.close()
+            server_w.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def run_smtp_source(port: int, sessions: int, n: int, size: int) -> dict:
+    """Postfix's smtp-source (C, no pipelining) with `sessions` sessions, each kept open for its
+    next message (-d), `n` messages of `size` bytes: the reference in the same run."""
+    source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            source,
+            "-d",
+            "-s",
+            str(sessions),
+            "-m",
+            str(n),
+            "-l",
+            str(size),
+            "-f",
+            "bench@example.org",
+            "-t",
+            "reader@example.org",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=900,
+    )
+    elapsed = time.perf_counter() - t0
+    return {"n": n, "sessions": sessions, "seconds": round(elapsed, 2), "msgs_per_s": round(n / elapsed, 1)}
+
+
 def bench_env(schema: str, sink_port: int) -> dict:
     return {
         **os.environ,
@@ -144,7 +240,7 @@ def bench_env(schema: str, sink_port: int) -> dict:
     }
 
 
-def run_pipeline(n: int, workdir: Path) -> dict:
+def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None = None) -> dict:
     import redis
     import sqlalchemy as sa
 
@@ -154,7 +250,10 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")
     redis.Redis.from_url(REDIS).flushdb()
     sink = Sink()
-    env = bench_env(schema, sink.port)
+    proxy = DelayProxy(sink.port, rtt_ms) if rtt_ms else None
+    env = bench_env(schema, proxy.port if proxy else sink.port)
+    if sessions:
+        env["NEWSLETTER_SESSIONS_PER_WORKER"] = env["NEWSLETTER_SESSIONS_PER_DESTINATION"] = str(sessions)
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
@@ -225,7 +324,12 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         rss = {pid: peak_rss_mb(pid) for pid in pids}
     finally:
         stop(worker)
-        received = sink.stop()
+        reference = None
+        if proxy is not None:  # smtp-source through the same proxy, as many sessions as the pipeline had
+            in_flight = 2 * (sessions or get_settings().sessions_per_worker)
+            reference = run_smtp_source(proxy.port, in_flight, min(n, 50 * in_flight), len(sample_message()))
+            proxy.stop()
+        received = sink.stop() - (reference["n"] if reference else 0)
         dispose_engines()
         with admin.connect() as c:
             c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
@@ -243,6 +347,9 @@ def run_pipeline(n: int, workdir: Path) -> dict:
         "sent": st["sent"],
         "received": received,
         "exact": received == n and st["sent"] == n,
+        "rtt_ms": rtt_ms,
+        "sessions_per_worker": sessions or get_settings().sessions_per_worker,
+        "smtp_source": reference,
     }
 
 
@@ -342,7 +449,11 @@ def main() -> int:
     parser.add_argument("--naive", type=int, default=600, help="messages for the naive pipeline")
     parser.add_argument("--ceiling", type=int, default=10000, help="messages for the ceiling")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--rtt", type=float, default=0, help="delay the sink's replies by this many ms (a proxy)")
+    parser.add_argument("--sessions", type=int, default=0, help="NEWSLETTER_SESSIONS_PER_WORKER (default: the setting)")
     args = parser.parse_args()
+    if args.rtt:
+        return main_rtt(args)
     sizes = [int(x) for x in args.sizes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -428,6 +539,39 @@ def main() -> int:
         print("(matplotlib is not installed: no plot)")
     failed = [r for r in pipeline if not r["exact"]]
     return 1 if failed else 0
+
+
+def main_rtt(args: argparse.Namespace) -> int:
+    """`--rtt MS`: the pipeline through the delay proxy, then smtp-source -d through the same
+    proxy with as many sessions as the pipeline had in flight; writes campaign-rtt.{json,md}."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    os.environ.setdefault("NEWSLETTER_SECRET_KEY", "benchmark-key")
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        print(f"pipeline, N={n:,}, RTT {args.rtt:g} ms …", flush=True)
+        rows.append(run_pipeline(n, workdir, args.rtt, args.sessions or None))
+        print(f"  {rows[-1]}", flush=True)
+    lines = [
+        "| RTT | N | sessions in flight | pipeline msg/s | smtp-source -d msg/s (same sessions) | ratio "
+        "| worker CPU/msg | PostgreSQL CPU/msg | peak RSS/process | received |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ref = r["smtp_source"]
+        lines.append(
+            f"| {r['rtt_ms']:g} ms | {r['n']:,} | {ref['sessions']} | {r['msgs_per_s']:,.0f} | "
+            f"{ref['msgs_per_s']:,.0f} | {r['msgs_per_s'] / ref['msgs_per_s']:.2f} | "
+            f"{r['cpu_ms_per_msg']:.2f} ms | {r['postgres_cpu_ms_per_msg']:.2f} ms | {r['peak_rss_mb']:.0f} MB | "
+            f"{r['received']:,} {'✓' if r['exact'] else '✗'} |"
+        )
+    table = "\n".join(lines)
+    (out / "campaign-rtt.json").write_text(json.dumps(rows, indent=2))
+    (out / "campaign-rtt.md").write_text(table + "\n")
+    print()
+    print(table)
+    return 0 if all(r["exact"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -143,6 +143,9 @@ def fast_retries(monkeypatch):
     monkeypatch.setenv("NEWSLETTER_SWEEP_INTERVAL", "1")
     monkeypatch.setenv("NEWSLETTER_CLAIM_LEASE", "4")
     monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "25")
+    # Several sessions per process, but few: a cold batch of many sessions on a loaded 2-core
+    # machine can outlast a 4 s lease, and a lapsed lease stops the batch.
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
     reset_settings()
 
 

@@ -10,6 +10,7 @@ from worker.episodes import load_episode
 from worker.message import Recipient, compose, without_date
 from worker.models import Delivery, Subscriber
 from worker.publish import publish_episode
+from worker.sending import sessions_for
 from worker.settings import get_settings, reset_settings
 
 from .factories import campaign_status, cli, make_campaign, seed_subscribers, wait_done
@@ -117,11 +118,16 @@ def test_temporary_failures_retry_and_permanent_ones_suppress(
     assert sum(handler.attempts[e] for e in emails[20:25]) == before
 
 
+SESSIONS = 4  # sending sessions per worker process in the kill test
+
+
 def test_sigkill_mid_campaign_loses_nobody(
     database, redis_url, smtp_server, fast_retries, stack, seed_path, monkeypatch
 ):
     monkeypatch.setenv("NEWSLETTER_SEND_RATE", "150")  # slow enough to kill it mid-way
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", str(SESSIONS))
     reset_settings()
+    sessions = sessions_for(get_settings())  # one on SQLite
     emails = seed_subscribers(500)
     settings = get_settings()
     stack.start_worker()
@@ -142,11 +148,12 @@ def test_sigkill_mid_campaign_loses_nobody(
     assert set(rows) == set(emails)  # every subscriber has a record
     missing = [e for e in emails if e not in got and rows[e] != "uncertain"]
     assert missing == []  # nobody silently lost: not received means reported uncertain
-    assert duplicates <= killed
-    assert st["uncertain"] <= killed  # at most one in-flight message per killed process
+    assert duplicates <= killed * sessions
+    # at most one in-flight message per session of each killed process
+    assert st["uncertain"] <= killed * sessions
     print(
         f"\nkill test: {killed} processes killed after {sent_at_kill} sends; "
-        f"{st['sent']} sent, {st['uncertain']} uncertain, {duplicates} duplicates"
+        f"{st['sent']} sent, {st['uncertain']} uncertain, {duplicates} duplicates, {sessions} sessions a process"
     )
     assert all(rows[e] in ("sent", "uncertain") for e in emails)
 
@@ -181,11 +188,16 @@ def test_each_row_is_durably_sending_before_its_content_arrives(
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
-def test_a_row_taken_over_during_its_envelope_gets_no_content(database, smtp_server, seed_path, pipelining):
-    """Claimed by this batch, then swept and claimed by someone else before our write landed: we
-    learn it after the envelope, send no content and record nothing over the new owner."""
+def test_a_row_taken_over_during_its_envelope_gets_no_content(
+    database, smtp_server, seed_path, pipelining, monkeypatch
+):
+    """Claimed by this batch, then swept and claimed by someone else before our write landed: the
+    session that takes it learns so after the envelope, sends no content and records nothing over
+    the new owner; the other sessions carry on (three sessions on PostgreSQL, one on SQLite)."""
     from worker.sending import Sender
 
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "3")
+    reset_settings()
     cid = make_campaign(seed_path, 10)
     handler = smtp_server.handler
     handler.pipelining = pipelining
@@ -194,9 +206,10 @@ def test_a_row_taken_over_during_its_envelope_gets_no_content(database, smtp_ser
     def on_data(rcpts: list[str]) -> None:
         if stolen:
             return
-        with session_scope() as s:  # the row after this one changes hands before its write
-            this = s.scalar(select(Delivery.id).where(Delivery.email == rcpts[0]))
-            victim = s.scalars(select(Delivery).where(Delivery.id > this).order_by(Delivery.id).limit(1)).one()
+        with session_scope() as s:  # the last row nobody has started changes hands before its write
+            victim = s.scalars(
+                select(Delivery).where(Delivery.status == "claimed").order_by(Delivery.id.desc()).limit(1)
+            ).one()
             victim.claim_token = "thief"
             stolen.append(victim.email)
 
@@ -211,3 +224,24 @@ def test_a_row_taken_over_during_its_envelope_gets_no_content(database, smtp_ser
     with session_scope() as s:
         row = s.scalars(select(Delivery).where(Delivery.email == victim)).one()
         assert (row.claim_token, row.status, row.attempts) == ("thief", "claimed", 0)
+
+
+def test_several_sessions_send_each_subscriber_once(database, smtp_server, seed_path, monkeypatch):
+    """Several sessions in one process (threads) against the test server: every row sent once,
+    recorded sent with its Message-ID, no row left in flight."""
+    from worker.sending import Sender
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "6")
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "40")
+    reset_settings()
+    cid = make_campaign(seed_path, 150)
+    sender = Sender(get_settings())
+    assert sender.sessions == (6 if database == "postgres" else 1)
+    outcome = sender.run(cid)
+    sender.close()
+    assert (outcome.sent, outcome.batches) == (150, 4)
+    assert smtp_server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(150)}
+    st = campaign_status(cid)
+    assert (st["sent"], st["sending"], st["state"]) == (150, 0, "done")
+    with session_scope() as s:
+        assert None not in set(s.scalars(select(Delivery.message_id).where(Delivery.campaign_id == cid)))

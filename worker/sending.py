@@ -1,8 +1,13 @@
 """The batch loop that Celery tasks call: claim rows, send each, record each outcome.
 
-Between the claim and the outcome, exactly one row per process is 'sending' at any time, so a
-killed worker leaves at most one uncertain delivery behind. Everything else it held goes back to
-the queue when the sweeper sees its heartbeat stop.
+A worker process sends through several sessions at once (`sessions_for`: SMTP connections or
+HTTP clients, one thread each), because at real network distance a session spends nearly all
+its time waiting for replies. The guarantee per session is exactly what it was per process:
+between the claim and the outcome one row per session is 'sending' at any time, and durably so
+before its content leaves; so a killed worker leaves at most one uncertain delivery per session
+in flight. Everything else it held goes back to the queue when the sweeper sees its heartbeat
+stop. The sessions' ledger writes share one connection and are grouped (`ledger.GroupProgress`):
+one statement and one commit for every write waiting at that moment.
 """
 
 from __future__ import annotations
@@ -10,9 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from . import sendwindow
 from .bounces.verp import verp_for
@@ -30,6 +40,8 @@ from .errors import (
 from .holds import mark_throttled, mark_uncertain, pause_campaign, record_provider_id
 from .lease import Lease
 from .ledger import (
+    Claimed,
+    GroupProgress,
     ProgressWriter,
     claim_batch,
     finish_if_done,
@@ -53,6 +65,15 @@ LONG_PAUSE = 10.0
 STATUS_CHECK_INTERVAL = 1.0
 
 
+def sessions_for(settings: Settings) -> int:
+    """Sending sessions per worker process: NEWSLETTER_SESSIONS_PER_WORKER, at most
+    NEWSLETTER_SESSIONS_PER_DESTINATION (the relay or provider is one destination, and servers
+    limit connections per client), and 1 on SQLite, which serialises writers anyway."""
+    if settings.resolved_database_url.startswith("sqlite"):
+        return 1
+    return max(1, min(settings.sessions_per_worker, settings.sessions_per_destination))
+
+
 @dataclass
 class BatchOutcome:
     """What one `Sender.run` did to a campaign: deliveries sent, set to retry, failed and
@@ -70,30 +91,50 @@ class BatchOutcome:
     paused_for: float = 0.0  # seconds every worker must still wait (a provider's throttling)
 
     def counts(self) -> tuple[int, int, int, int]:
+        """(sent, retry, failed, skipped_rows)."""
         return self.sent, self.retry, self.failed, self.skipped_rows
+
+    def add(self, other: BatchOutcome) -> None:
+        """Fold one session's outcome into this one."""
+        self.sent += other.sent
+        self.retry += other.retry
+        self.failed += other.failed
+        self.skipped_rows += other.skipped_rows
+        self.stopped = self.stopped or other.stopped
+        self.paused_for = max(self.paused_for, other.paused_for)
 
 
 class Sender:
-    """Per-process state: one transport connection, one rate limiter, compiled templates."""
+    """Per-process state: the sessions' transports (kept open across batches), one rate limiter,
+    the compiled template. A `transport` given here is the only session (tests)."""
 
     def __init__(self, settings: Settings, transport: Transport | None = None):
         self.settings = settings
-        self._transport = transport
+        self.sessions = 1 if transport is not None else sessions_for(settings)
+        self._transports: list[Transport | None] = [transport] + [None] * (self.sessions - 1)
         self.limiter = RateLimiter(transport_rate(settings), settings.limiter_redis_url)
         self.verp = verp_for(settings)  # a VERP envelope sender per delivery, when configured
         self._templates: dict[int, MessageTemplate] = {}
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
 
+    def transport_for(self, session_no: int) -> Transport:
+        """Session `session_no`'s transport, opened on first use and kept."""
+        transport = self._transports[session_no]
+        if transport is None:
+            transport = self._transports[session_no] = get_transport(self.settings)
+        return transport
+
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
-            self._transport = get_transport(self.settings)
-        return self._transport
+        """The first session's transport."""
+        return self.transport_for(0)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        """Close every session's transport (QUIT on SMTP)."""
+        for i, transport in enumerate(self._transports):
+            if transport is not None:
+                transport.close()
+                self._transports[i] = None
 
     def template_for(self, campaign: Campaign, guid: str) -> MessageTemplate:
         """The campaign's stored render, personalised from here on; never rendered again."""
@@ -137,15 +178,19 @@ class Sender:
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
                 progress = ProgressWriter.open(session.get_bind(), lease)
+                batch = _Batch(campaign_id, token, template)
                 try:
-                    self._send_rows(session, progress, token, template, rows, outcome, campaign_id)
+                    if min(self.sessions, len(rows)) == 1:
+                        self._send_rows(session, progress, batch, rows, outcome, 0)
+                    else:
+                        self._send_in_sessions(Session, progress, batch, rows, outcome)
                 except ClaimExpired as exc:
                     # Cut off from the database: the sweeper hands the rest to someone else.
                     log.warning("campaign %s: %s; leaving the batch", campaign_id, exc)
                     outcome.stopped = f"claim expired: {exc}"
                 finally:
                     progress.close()
-                    release_claim(session, token)
+                    release_claim(session, token, batch.unsent)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
@@ -163,14 +208,65 @@ class Sender:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
         return outcome
 
-    def _send_rows(self, session, progress, token, template, rows, outcome, campaign_id) -> None:  # noqa: ANN001
+    def _send_in_sessions(
+        self,
+        Session: sessionmaker[Session],
+        progress: ProgressWriter,
+        batch: _Batch,
+        rows: list[Claimed],
+        outcome: BatchOutcome,
+    ) -> None:
+        """Send the batch's rows through up to `self.sessions` sessions, one thread each, each
+        taking the next row when its previous message is done. The first error of any session
+        (ClaimExpired, a database error) stops them all and is raised here."""
+        work = deque(rows)
+        group = GroupProgress(progress)
+        n = min(self.sessions, len(rows))
+        outcomes = [BatchOutcome() for _ in range(n)]
+        errors: list[BaseException] = []
+
+        def session_main(i: int) -> None:
+            try:
+                with Session() as session:
+                    self._send_rows(session, group, batch, _take(work), outcomes[i], i)
+            except BaseException as exc:  # raised again below, in the task's own thread
+                errors.append(exc)
+                batch.stop.set()
+
+        threads = [threading.Thread(target=session_main, args=(i,), name=f"send-session-{i}") for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        group.close()
+        for o in outcomes:
+            outcome.add(o)
+        if errors:
+            raise errors[0]
+
+    def _send_rows(
+        self,
+        session: Session,
+        progress: ProgressWriter | GroupProgress,
+        batch: _Batch,
+        rows: Iterable[Claimed],
+        outcome: BatchOutcome,
+        session_no: int,
+    ) -> None:
+        """One session's loop: each row is written 'sending' (with the previous one 'sent') while
+        its envelope is on the wire, and its content leaves only once that write is committed."""
         envelope_from = self.settings.envelope_from
+        transport = self.transport_for(session_no)
+        token, template, campaign_id = batch.token, batch.template, batch.campaign_id
         finished: tuple[int, str] | None = None
         checked = time.monotonic()
         for row in rows:
+            if batch.stop.is_set():
+                break
             if (paused := self.limiter.paused_for()) > LONG_PAUSE:
                 # Throttled for long (a daily cap): hand the batch back rather than hold it asleep.
                 outcome.stopped, outcome.paused_for = f"throttled for {paused:.0f} s", paused
+                batch.stop.set()
                 break
             # Staff may pause or cancel: look about once a second; the rows not started go back
             # to the queue when the batch releases its claim.
@@ -184,7 +280,7 @@ class Sender:
             self.limiter.acquire()
             # Marks the row 'sending'; the transport waits for that write (`ours`) after the
             # envelope and before the content, so the two round trips overlap.
-            ours = progress.start(token, row.id, finished)
+            ours = batch.confirm(progress.start(token, row.id, finished), row.id)
             finished = None  # that write records it
             failure: Exception | None = None
             try:
@@ -197,18 +293,19 @@ class Sender:
             else:
                 try:
                     envelope = self.verp.address(row.id) if self.verp else envelope_from
-                    self.transport.send(envelope, row.email, message, confirm=ours)
+                    transport.send(envelope, row.email, message, confirm=ours)
                 except (PermanentFailure, TemporaryFailure, DeliveryUncertain) as exc:
                     failure = exc
                 except ConfigError as exc:  # nothing can be sent as configured: stop the campaign
                     if ours():
                         pause_campaign(session, campaign_id, token, row.id, str(exc))
                     outcome.stopped = f"paused: {exc}"
+                    batch.stop.set()
                     break
             if not ours():  # swept and taken over meanwhile: nothing of ours left, nothing to record
                 outcome.skipped_rows += 1
                 continue
-            if failure is None and (provider_id := self.transport.provider_message_id):
+            if failure is None and (provider_id := transport.provider_message_id):
                 record_provider_id(session, row.id, provider_id)
             if failure is None:
                 finished = (row.id, mid)  # recorded with the next row's start, or below
@@ -219,7 +316,9 @@ class Sender:
         if finished:
             progress.sent(token, *finished)
 
-    def _record_failure(self, session, token, row, exc, outcome) -> None:  # noqa: ANN001
+    def _record_failure(
+        self, session: Session, token: str, row: Claimed, exc: Exception, outcome: BatchOutcome
+    ) -> None:
         if isinstance(exc, DeliveryUncertain):
             mark_uncertain(session, token, row.id, str(exc))
             log.warning("uncertain, not resent by itself: %s", exc)
@@ -247,3 +346,37 @@ class Sender:
             log.warning("gave up on %s: %s", row.email, exc)
         if isinstance(exc, SenderRefused):
             log.error("check NEWSLETTER_FROM_ADDR / NEWSLETTER_BOUNCE_ADDR and the SMTP login: %s", exc)
+
+
+class _Batch:
+    """What every session of one batch shares: the campaign, the claim token, the template, and
+    a stop flag (a paused campaign, a long throttle or an error stops them all)."""
+
+    def __init__(self, campaign_id: int, token: str, template: MessageTemplate):
+        self.campaign_id = campaign_id
+        self.token = token
+        self.template = template
+        self.stop = threading.Event()
+        self.unsent: list[int] = []  # rows written 'sending' whose content never left
+
+    def confirm(self, ours: Callable[[], bool], delivery_id: int) -> Callable[[], bool]:
+        """`ours`, noting the row as unsent when its write's confirmation fails (the transport
+        calls it before any content, so a failure means nothing was sent)."""
+
+        def confirmed() -> bool:
+            try:
+                return ours()
+            except BaseException:
+                self.unsent.append(delivery_id)
+                raise
+
+        return confirmed
+
+
+def _take(work: deque[Claimed]) -> Iterator[Claimed]:
+    """Rows from the shared queue until it is empty (deque.popleft is atomic)."""
+    while True:
+        try:
+            yield work.popleft()
+        except IndexError:
+            return

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     sweep_interval: Positive = 15
     send_window: str = ""  # "08:00-20:00" in `timezone`: claims wait outside it (worker.sendwindow)
     smtp_timeout: Positive = 30
+    # Sending sessions (SMTP connections, HTTP clients) per worker process, and at most this many
+    # to one destination (a relay or provider) from one process: worker/sending.py.
+    sessions_per_worker: AtLeastOne = 32
+    sessions_per_destination: AtLeastOne = 32
 
     feeds: str = ""
     episodes_dir: str = ""

@@ -35,7 +35,7 @@ from .claims import (
     release_claim,
     retry_delay,
 )
-from .progress import PostgresProgress, ProgressWriter, SqliteProgress
+from .progress import GroupProgress, PostgresProgress, ProgressWriter, SqliteProgress
 from .status import CampaignReport, DeliveryCounts, counts, status
 from .sweep import SweepReport, finish_if_done, sweep
 
@@ -43,6 +43,7 @@ __all__ = [
     "CampaignReport",
     "Claimed",
     "DeliveryCounts",
+    "GroupProgress",
     "PostgresProgress",
     "ProgressWriter",
     "PublishResult",

@@ -7,6 +7,7 @@ duplicate worker cannot overwrite another's work.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -151,9 +152,19 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-def release_claim(session: Session, token: str) -> None:
-    """End of a batch: rows still only claimed (not attempted) go back to the queue."""
+def release_claim(session: Session, token: str, unsent: Sequence[int] = ()) -> None:
+    """End of a batch: rows still only claimed (not attempted) go back to the queue, and so do
+    `unsent` rows: marked 'sending' but known to have had no content sent (their write's
+    confirmation never came, so the session stopped before the content); their attempt is given
+    back. Each only while it is still this claim's and 'sending'."""
     now = db_now(session)
+    if unsent:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(list(unsent)), Delivery.claim_token == token, Delivery.status == D.SENDING)
+            .values(status=D.QUEUED, claim_token=None, attempts=Delivery.attempts - 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
     session.execute(
         update(Delivery)
         .where(Delivery.claim_token == token, Delivery.status == D.CLAIMED)

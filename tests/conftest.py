@@ -146,6 +146,7 @@ def fast_retries(monkeypatch):
     # Several sessions per process, but few: a cold batch of many sessions on a loaded 2-core
     # machine can outlast a 4 s lease, and a lapsed lease stops the batch.
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")  # all 4, even on loopback
     reset_settings()
 
 

@@ -8,6 +8,7 @@ server.random_faults = 0.2      # 421/451 to 20% of commands (seeded)
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import random
@@ -51,6 +52,7 @@ class FaultyHandler:
     helo_only: bool = False  # answer EHLO with 502, like an old plain-SMTP server
     sender_reply: str | None = None  # e.g. "553 5.7.1 sender rejected": refuse every MAIL FROM
     data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> end-of-DATA reply
+    reply_delay: float = 0.0  # seconds each RCPT reply waits: a server at network distance
     # Called with the recipients once a message's whole content has arrived, before the reply:
     # a test's window onto what the sender had recorded by then.
     on_data: Callable[[list[str]], None] | None = None
@@ -92,6 +94,8 @@ class FaultyHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201
         key = address.lower()
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         with self.lock:
             self.attempts[key] += 1
             if self.tempfail.get(key, 0) > 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
@@ -126,6 +128,7 @@ def test_sigkill_mid_campaign_loses_nobody(
 ):
     monkeypatch.setenv("NEWSLETTER_SEND_RATE", "150")  # slow enough to kill it mid-way
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", str(SESSIONS))
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
     reset_settings()
     sessions = sessions_for(get_settings())  # one on SQLite
     emails = seed_subscribers(500)
@@ -158,15 +161,19 @@ def test_sigkill_mid_campaign_loses_nobody(
     assert all(rows[e] in ("sent", "uncertain") for e in emails)
 
 
+@pytest.mark.parametrize("sessions", [1, 3], ids=["one-session", "three-sessions"])
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
 def test_each_row_is_durably_sending_before_its_content_arrives(
-    database, smtp_server, seed_path, pipelining, monkeypatch
+    database, smtp_server, seed_path, pipelining, sessions, monkeypatch
 ):
     """The ledger write overlaps the envelope round trip, but the content waits for its commit:
-    read from another connection the moment each message arrives, its row already says 'sending'."""
+    read from another connection the moment each message arrives, its row already says 'sending'
+    (whether the commit was the session's own or a group's)."""
     from worker.sending import Sender
 
     monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "7")  # several batches: the writer's set-up is reused
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", str(sessions))
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
     reset_settings()
     cid = make_campaign(seed_path, 30)
     handler = smtp_server.handler
@@ -182,7 +189,8 @@ def test_each_row_is_durably_sending_before_its_content_arrives(
     sender = Sender(get_settings())
     outcome = sender.run(cid)
     sender.close()
-    assert outcome.sent == 30 and outcome.batches == 5
+    per_batch = 7 * (sessions if database == "postgres" else 1)
+    assert outcome.sent == 30 and outcome.batches == -(-30 // per_batch)
     assert seen == {f"reader{i}@example.org": "sending" for i in range(30)}
     assert campaign_status(cid)["sent"] == 30
 
@@ -197,6 +205,7 @@ def test_a_row_taken_over_during_its_envelope_gets_no_content(
     from worker.sending import Sender
 
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "3")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
     reset_settings()
     cid = make_campaign(seed_path, 10)
     handler = smtp_server.handler
@@ -232,6 +241,7 @@ def test_several_sessions_send_each_subscriber_once(database, smtp_server, seed_
     from worker.sending import Sender
 
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "6")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
     monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "40")
     reset_settings()
     cid = make_campaign(seed_path, 150)
@@ -239,9 +249,55 @@ def test_several_sessions_send_each_subscriber_once(database, smtp_server, seed_
     assert sender.sessions == (6 if database == "postgres" else 1)
     outcome = sender.run(cid)
     sender.close()
-    assert (outcome.sent, outcome.batches) == (150, 4)
+    # 40 rows per session: one batch of 240 on PostgreSQL, four of 40 on SQLite
+    assert (outcome.sent, outcome.batches) == (150, 1 if database == "postgres" else 4)
     assert smtp_server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(150)}
     st = campaign_status(cid)
     assert (st["sent"], st["sending"], st["state"]) == (150, 0, "done")
     with session_scope() as s:
         assert None not in set(s.scalars(select(Delivery.message_id).where(Delivery.campaign_id == cid)))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("wall_ms", "cpu_ms", "maximum", "expected"),
+    [
+        (0.6, 0.3, 32, 1),  # loopback: waiting is as short as the work, one session
+        (0.8, 0.3, 32, 1),  # below MIN_RATIO
+        (3.0, 0.3, 32, 10),  # a LAN relay a few ms away
+        (80.0, 0.3, 32, 32),  # 40 ms away: the maximum
+        (80.0, 0.3, 1, 1),  # SQLite or a single-session setting
+    ],
+)
+def test_the_session_count_is_a_message_wall_time_over_its_cpu_time(wall_ms, cpu_ms, maximum, expected):
+    from worker.sending import SessionSizer
+
+    sizer = SessionSizer(maximum)
+    assert sizer.current == 1
+    done = [sizer.record(wall_ms / 1000, cpu_ms / 1000) for _ in range(SessionSizer.PROBE_MESSAGES)]
+    assert done == [False] * (SessionSizer.PROBE_MESSAGES - 1) + [True] or maximum == 1
+    assert sizer.current == expected
+
+
+def test_a_distant_server_gets_several_sessions_and_everyone_once(database, smtp_server, seed_path, monkeypatch):
+    """The process measures its first messages on one session; with every reply 20 ms late it
+    opens more (up to NEWSLETTER_SESSIONS_PER_WORKER), and still sends each subscriber once."""
+    from worker.sending import Sender, SessionSizer
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "5")
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "20")
+    reset_settings()
+    cid = make_campaign(seed_path, 80)
+    smtp_server.handler.reply_delay = 0.02
+    sender = Sender(get_settings())
+    outcome = sender.run(cid)
+    threads = {t.name for t in threading.enumerate()}
+    sender.close()
+    expected = 5 if database == "postgres" else 1
+    assert sender.sessions == expected
+    assert smtp_server.handler.sessions["ehlo"] == expected  # one connection per session
+    assert outcome.sent == 80 and not any(n.startswith("send-session-") for n in threads)
+    assert smtp_server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(80)}
+    # the first batch was sized before the measurement; the next ones hold a batch per session
+    assert outcome.claimed == 80 and outcome.batches == (2 if expected == 5 else 4)
+    assert SessionSizer.PROBE_MESSAGES < 20

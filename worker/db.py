@@ -25,12 +25,12 @@ def get_engine(settings: Settings | None = None) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _make_engine(url, settings.claim_lease)
+            engine = _make_engine(url, settings.claim_lease, settings.sessions_per_worker)
             _engines[url] = engine
     return engine
 
 
-def _make_engine(url: str, lease: float = 120.0) -> Engine:
+def _make_engine(url: str, lease: float = 120.0, sessions: int = 1) -> Engine:
     if url.startswith("sqlite"):
         # WAL lets readers run beside the one writer; busy_timeout makes writers queue up
         # instead of failing with "database is locked".
@@ -59,7 +59,15 @@ def _make_engine(url: str, lease: float = 120.0) -> Engine:
         return engine
     # pool_pre_ping: a connection the server dropped (restart, pg_terminate_backend) is replaced
     # before use instead of failing the next statement.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=pg_connect_args(url, lease))
+    # Each sending session (worker/sending.py) may hold a connection for its failure records
+    # while the batch, its ledger writer and the status check hold theirs.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5 + sessions,
+        connect_args=pg_connect_args(url, lease),
+    )
 
 
 def pg_connect_args(url: str, lease: float) -> dict:

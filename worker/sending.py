@@ -13,13 +13,14 @@ one statement and one commit for every write waiting at that moment.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,12 +67,58 @@ STATUS_CHECK_INTERVAL = 1.0
 
 
 def sessions_for(settings: Settings) -> int:
-    """Sending sessions per worker process: NEWSLETTER_SESSIONS_PER_WORKER, at most
-    NEWSLETTER_SESSIONS_PER_DESTINATION (the relay or provider is one destination, and servers
-    limit connections per client), and 1 on SQLite, which serialises writers anyway."""
+    """The most sending sessions one worker process may run: NEWSLETTER_SESSIONS_PER_WORKER, at
+    most NEWSLETTER_SESSIONS_PER_DESTINATION (the relay or provider is one destination, and
+    servers limit connections per client), and 1 on SQLite, which serialises writers anyway."""
     if settings.resolved_database_url.startswith("sqlite"):
         return 1
     return max(1, min(settings.sessions_per_worker, settings.sessions_per_destination))
+
+
+class SessionSizer:
+    """How many sessions a process runs, measured once on one session (Little's law).
+
+    A message keeps a session busy for its wall time W (mostly waiting for the server and the
+    ledger's commit) but costs the process only its CPU time C, so about W / C sessions keep the
+    process busy, and more only wait for the interpreter lock. Measured over the first
+    `PROBE_MESSAGES` messages of the process's first batch, on one session: on loopback W / C is
+    about 2 and one session is best (threads would add lock hand-offs, not throughput); at 40 ms
+    it is in the hundreds and the configured maximum applies. Below `MIN_RATIO` one session
+    stays: measured on this machine, 2 sessions on loopback were slower than 1.
+    """
+
+    PROBE_MESSAGES = 8
+    MIN_RATIO = 3.0
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.wanted: int | None = None if maximum > 1 else 1  # None: not measured yet
+        self._samples: list[tuple[float, float]] = []
+
+    @property
+    def current(self) -> int:
+        """Sessions to use now: 1 until measured."""
+        return self.wanted or 1
+
+    def record(self, wall: float, cpu: float) -> bool:
+        """One probed message's wall and CPU seconds; True once the probe is complete."""
+        self._samples.append((wall, cpu))
+        if len(self._samples) < self.PROBE_MESSAGES:
+            return False
+        # The first message also opened the connection: left out.
+        walls = sorted(w for w, _ in self._samples[1:])
+        cpus = sorted(c for _, c in self._samples[1:])
+        wall, cpu = walls[len(walls) // 2], max(cpus[len(cpus) // 2], 1e-5)
+        ratio = wall / cpu
+        self.wanted = 1 if ratio < self.MIN_RATIO else max(1, min(self.maximum, math.ceil(ratio - 1e-6)))
+        log.info(
+            "a message takes %.1f ms, %.2f ms of it CPU: %d sending session(s) per process (at most %d)",
+            wall * 1000,
+            cpu * 1000,
+            self.wanted,
+            self.maximum,
+        )
+        return True
 
 
 @dataclass
@@ -106,16 +153,24 @@ class BatchOutcome:
 
 class Sender:
     """Per-process state: the sessions' transports (kept open across batches), one rate limiter,
-    the compiled template. A `transport` given here is the only session (tests)."""
+    the compiled template, the session count (`SessionSizer`). A `transport` given here is the
+    only session (tests)."""
 
     def __init__(self, settings: Settings, transport: Transport | None = None):
         self.settings = settings
-        self.sessions = 1 if transport is not None else sessions_for(settings)
-        self._transports: list[Transport | None] = [transport] + [None] * (self.sessions - 1)
+        self.sizer = SessionSizer(1 if transport is not None else sessions_for(settings))
+        if not settings.sessions_auto:
+            self.sizer.wanted = self.sizer.maximum
+        self._transports: list[Transport | None] = [transport] + [None] * (self.sizer.maximum - 1)
         self.limiter = RateLimiter(transport_rate(settings), settings.limiter_redis_url)
         self.verp = verp_for(settings)  # a VERP envelope sender per delivery, when configured
         self._templates: dict[int, MessageTemplate] = {}
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def sessions(self) -> int:
+        """Sending sessions this process runs now (1 until measured)."""
+        return self.sizer.current
 
     def transport_for(self, session_no: int) -> Transport:
         """Session `session_no`'s transport, opened on first use and kept."""
@@ -171,19 +226,18 @@ class Sender:
                 # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
                 lease = Lease(self.settings.claim_lease)
                 lease.renew(time.monotonic())
-                rows = claim_batch(session, campaign_id, token, self.settings.batch_size, self.worker_name)
+                # NEWSLETTER_BATCH_SIZE rows per session, so every session has work to the end.
+                size = self.settings.batch_size * self.sizer.current
+                rows = claim_batch(session, campaign_id, token, size, self.worker_name)
                 if not rows:
                     break
                 outcome.batches += 1
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
                 progress = ProgressWriter.open(session.get_bind(), lease)
-                batch = _Batch(campaign_id, token, template)
+                batch = _Batch(campaign_id, token, template, rows)
                 try:
-                    if min(self.sessions, len(rows)) == 1:
-                        self._send_rows(session, progress, batch, rows, outcome, 0)
-                    else:
-                        self._send_in_sessions(Session, progress, batch, rows, outcome)
+                    self._send_batch(Session, session, progress, batch, outcome)
                 except ClaimExpired as exc:
                     # Cut off from the database: the sweeper hands the rest to someone else.
                     log.warning("campaign %s: %s; leaving the batch", campaign_id, exc)
@@ -208,37 +262,65 @@ class Sender:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
         return outcome
 
+    def _send_batch(
+        self,
+        Session: sessionmaker[Session],
+        session: Session,
+        progress: ProgressWriter,
+        batch: _Batch,
+        outcome: BatchOutcome,
+    ) -> None:
+        """One session in this thread (the first batch measures how many are wanted on its first
+        messages), or several in threads when the measurement asks for them."""
+        if self.sizer.wanted is None:
+            self._send_rows(session, progress, batch, outcome, self.transport_for(0), probe=self.sizer)
+        if not batch.work or batch.stop.is_set():
+            return
+        if self.sizer.current == 1:
+            self._send_rows(session, progress, batch, outcome, self.transport_for(0))
+        else:
+            self._send_in_sessions(Session, session, progress, batch, outcome)
+
     def _send_in_sessions(
         self,
         Session: sessionmaker[Session],
+        session: Session,
         progress: ProgressWriter,
         batch: _Batch,
-        rows: list[Claimed],
         outcome: BatchOutcome,
     ) -> None:
-        """Send the batch's rows through up to `self.sessions` sessions, one thread each, each
-        taking the next row when its previous message is done. The first error of any session
-        (ClaimExpired, a database error) stops them all and is raised here."""
-        work = deque(rows)
+        """Send the batch's rows through `self.sessions` sessions, one thread each, each taking
+        the next row when its previous message is done. Their ledger writes are grouped
+        (`GroupProgress`); this thread watches the campaign's status meanwhile. The first error
+        of any session (ClaimExpired, a database error) stops them all and is raised here."""
         group = GroupProgress(progress)
-        n = min(self.sessions, len(rows))
+        n = min(self.sessions, len(batch.work))
         outcomes = [BatchOutcome() for _ in range(n)]
         errors: list[BaseException] = []
 
         def session_main(i: int) -> None:
             try:
-                with Session() as session:
-                    self._send_rows(session, group, batch, _take(work), outcomes[i], i)
+                with Session() as own:  # only for the rare failure records: one per thread
+                    self._send_rows(own, group, batch, outcomes[i], self.transport_for(i), status_checks=False)
             except BaseException as exc:  # raised again below, in the task's own thread
                 errors.append(exc)
                 batch.stop.set()
 
         threads = [threading.Thread(target=session_main, args=(i,), name=f"send-session-{i}") for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        group.close()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(STATUS_CHECK_INTERVAL)
+                    if t.is_alive() and not batch.stop.is_set() and not is_sending(session, batch.campaign_id):
+                        log.info("campaign %s is no longer sending: giving the rest back", batch.campaign_id)
+                        batch.stop.set()
+        finally:
+            batch.stop.set()  # only reached early by an exception here: the sessions stop too
+            for t in threads:
+                t.join()
+            group.close()
         for o in outcomes:
             outcome.add(o)
         if errors:
@@ -249,19 +331,22 @@ class Sender:
         session: Session,
         progress: ProgressWriter | GroupProgress,
         batch: _Batch,
-        rows: Iterable[Claimed],
         outcome: BatchOutcome,
-        session_no: int,
+        transport: Transport,
+        *,
+        status_checks: bool = True,
+        probe: SessionSizer | None = None,
     ) -> None:
-        """One session's loop: each row is written 'sending' (with the previous one 'sent') while
-        its envelope is on the wire, and its content leaves only once that write is committed."""
+        """One session's loop over the batch's shared rows: each row is written 'sending' (with
+        the previous one 'sent') while its envelope is on the wire, and its content leaves only
+        once that write is committed. `probe`: measure each message, stop once it has enough."""
         envelope_from = self.settings.envelope_from
-        transport = self.transport_for(session_no)
         token, template, campaign_id = batch.token, batch.template, batch.campaign_id
         finished: tuple[int, str] | None = None
         checked = time.monotonic()
-        for row in rows:
+        for row in batch.rows():
             if batch.stop.is_set():
+                batch.put_back(row)
                 break
             if (paused := self.limiter.paused_for()) > LONG_PAUSE:
                 # Throttled for long (a daily cap): hand the batch back rather than hold it asleep.
@@ -270,14 +355,16 @@ class Sender:
                 break
             # Staff may pause or cancel: look about once a second; the rows not started go back
             # to the queue when the batch releases its claim.
-            if time.monotonic() - checked >= STATUS_CHECK_INTERVAL:
+            if status_checks and time.monotonic() - checked >= STATUS_CHECK_INTERVAL:
                 checked = time.monotonic()
                 if not is_sending(session, campaign_id):
                     log.info("campaign %s is no longer sending: giving the rest of the batch back", campaign_id)
+                    batch.stop.set()
                     break
             # Wait for the rate limiter before the row is marked in flight, so a worker killed
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
+            wall, cpu = time.perf_counter(), time.thread_time()
             # Marks the row 'sending'; the transport waits for that write (`ours`) after the
             # envelope and before the content, so the two round trips overlap.
             ours = batch.confirm(progress.start(token, row.id, finished), row.id)
@@ -313,6 +400,8 @@ class Sender:
                 log.debug("sent %s to %s", mid, row.email)
             else:
                 self._record_failure(session, token, row, failure, outcome)
+            if probe is not None and probe.record(time.perf_counter() - wall, time.thread_time() - cpu):
+                break
         if finished:
             progress.sent(token, *finished)
 
@@ -349,21 +438,42 @@ class Sender:
 
 
 class _Batch:
-    """What every session of one batch shares: the campaign, the claim token, the template, and
-    a stop flag (a paused campaign, a long throttle or an error stops them all)."""
+    """What every session of one batch shares: the campaign, the claim token, the template, the
+    rows not started yet, and a stop flag (a paused campaign, a long throttle or an error stops
+    them all)."""
 
-    def __init__(self, campaign_id: int, token: str, template: MessageTemplate):
+    def __init__(self, campaign_id: int, token: str, template: MessageTemplate, rows: list[Claimed]):
         self.campaign_id = campaign_id
         self.token = token
         self.template = template
+        self.work = deque(rows)
         self.stop = threading.Event()
         self.unsent: list[int] = []  # rows written 'sending' whose content never left
 
+    def rows(self) -> Iterator[Claimed]:
+        """The next row not started by any session, until none is left (popleft is atomic)."""
+        while True:
+            try:
+                yield self.work.popleft()
+            except IndexError:
+                return
+
+    def put_back(self, row: Claimed) -> None:
+        """A row taken but not started: the next session (or the release) gets it."""
+        self.work.appendleft(row)
+
     def confirm(self, ours: Callable[[], bool], delivery_id: int) -> Callable[[], bool]:
-        """`ours`, noting the row as unsent when its write's confirmation fails (the transport
-        calls it before any content, so a failure means nothing was sent)."""
+        """`ours`, noting the row as unsent when its write's confirmation fails on the first
+        call: that call comes before any content (the transport's go-ahead, or the check of a
+        message that was never handed over), so nothing was sent. A later call may follow the
+        content, and its failure leaves the row 'sending' for the sweeper to call uncertain."""
+        asked = False
 
         def confirmed() -> bool:
+            nonlocal asked
+            if asked:
+                return ours()
+            asked = True
             try:
                 return ours()
             except BaseException:
@@ -371,12 +481,3 @@ class _Batch:
                 raise
 
         return confirmed
-
-
-def _take(work: deque[Claimed]) -> Iterator[Claimed]:
-    """Rows from the shared queue until it is empty (deque.popleft is atomic)."""
-    while True:
-        try:
-            yield work.popleft()
-        except IndexError:
-            return

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # to one destination (a relay or provider) from one process: worker/sending.py.
     sessions_per_worker: AtLeastOne = 32
     sessions_per_destination: AtLeastOne = 32
+    # True: measure how many of those a process needs (worker.sending.SessionSizer); False: use
+    # them all from the first message.
+    sessions_auto: bool = True
 
     feeds: str = ""
     episodes_dir: str = ""

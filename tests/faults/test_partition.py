@@ -86,6 +86,9 @@ class Relay:
         self.loop.close()
 
 
+SESSIONS = 3  # sending sessions of the cut-off worker: each may have one row in flight
+
+
 def completed_batches(log: str) -> int:
     return len(re.findall(r"send_batch\[[^\]]+\] (?:succeeded|raised)", log))
 
@@ -98,6 +101,8 @@ def test_a_worker_that_stops_hearing_the_database_sends_nothing_its_lease_no_lon
         "NEWSLETTER_SEND_RATE": "100",
         "NEWSLETTER_BATCH_SIZE": "50",
         "NEWSLETTER_SWEEP_INTERVAL": "3600",  # this test sweeps, at the moments it chooses
+        "NEWSLETTER_SESSIONS_PER_WORKER": str(SESSIONS),
+        "NEWSLETTER_SESSIONS_AUTO": "false",
     }.items():
         monkeypatch.setenv(key, value)
     reset_settings()
@@ -120,10 +125,12 @@ def test_a_worker_that_stops_hearing_the_database_sends_nothing_its_lease_no_lon
             with session_scope() as s:
                 return sweep(s, get_settings()).uncertain
 
-        # the lease runs out on the database's clock; the row it was about to send is uncertain
-        assert wait_for(swept_uncertain, 4 * LEASE, "the cut-off worker's row to be marked uncertain") == 1
+        # the lease runs out on the database's clock; the rows its sessions were about to send
+        # (one each at most) are uncertain
+        uncertain = wait_for(swept_uncertain, 4 * LEASE, "the cut-off worker's rows to be marked uncertain")
+        assert 1 <= uncertain <= SESSIONS
         with session_scope() as s:
-            assert resend_uncertain(s, cid) == 1  # the operator's `newsletter resend --uncertain`
+            assert resend_uncertain(s, cid) == uncertain  # the operator's `newsletter resend --uncertain`
         stack.start_worker(concurrency=1)  # a healthy host finishes the campaign
         wait_for(lambda: campaign_status(cid)["state"] == "done", 60, "the campaign to finish",
                  details=stack.logs)  # fmt: skip

@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError, InputError, PermanentFailure, SenderRefused, TemporaryFailure, Throttled
+from ..errors import (
+    ConfigError,
+    DeliveryUncertain,
+    InputError,
+    PermanentFailure,
+    SenderRefused,
+    TemporaryFailure,
+    Throttled,
+)
 from ..headers import needs_smtputf8, wire_address
 from .base import Transport
 
@@ -133,7 +141,7 @@ class SMTPTransport(Transport):
                 delivered = self._send_pipelined(conn, envelope_from, recipient, message, confirm, options)
             else:
                 delivered = self._send_stepwise(conn, envelope_from, recipient, message, confirm, options)
-        except (PermanentFailure, TemporaryFailure):
+        except (PermanentFailure, TemporaryFailure, DeliveryUncertain):
             raise
         except smtplib.SMTPResponseException as exc:  # data() raises for a 4xx/5xx after DATA
             raise self._refused(exc.smtp_code, exc.smtp_error, recipient, "data") from exc
@@ -177,10 +185,10 @@ class SMTPTransport(Transport):
         if not self._confirmed(confirm):
             conn.rset()
             return False
-        code, resp = conn.data(message)  # does the dot-stuffing
-        if code != 250:
+        code, resp = conn.docmd("data")
+        if code != 354:
             raise self._refused(code, resp, recipient, "data")
-        return True
+        return self._send_content(conn, _dot_stuffed(message), recipient)
 
     def _send_pipelined(
         self,
@@ -214,8 +222,18 @@ class SMTPTransport(Transport):
             # delivers nothing (RFC 5321 4.1.1.4), and the next message opens a new one.
             self._drop()
             return False
+        return self._send_content(conn, body, recipient)
+
+    def _send_content(self, conn: smtplib.SMTP, body: bytes, recipient: str) -> bool:
+        """The dot-stuffed content and the final dot, then the server's verdict. Once the final
+        dot has gone, a reply that never comes (a timeout, a dropped connection) leaves the
+        message possibly delivered (RFC 1047): DeliveryUncertain, never a retry."""
         conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        code, resp = conn.getreply()
+        try:
+            code, resp = conn.getreply()
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise DeliveryUncertain(f"no reply from {self.host} after the content for {recipient}: {exc}") from exc
         if code != 250:
             raise self._refused(code, resp, recipient, "data")
         return True

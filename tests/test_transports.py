@@ -312,3 +312,30 @@ def test_a_helo_only_server_still_gets_mail():
         assert not t._conn.has_extn("pipelining")
         t.close()
         assert server.handler.per_recipient() == {"b@example.org": 1}
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelined"])
+def test_a_server_silent_after_the_final_dot_makes_the_delivery_uncertain(pipelining):
+    """RFC 1047: the whole message went, the reply did not come within the timeout; the server
+    may have taken it, so it is uncertain (never retried by itself), unlike a closed connection."""
+    import asyncio
+
+    from worker.errors import DeliveryUncertain
+
+    from .smtp_server import FaultyHandler
+
+    release = asyncio.Event()
+
+    class Silent(FaultyHandler):
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            if "slow@example.org" in envelope.rcpt_tos:
+                await asyncio.wait_for(release.wait(), 3)  # past the client's 1 s timeout
+            return await super().handle_DATA(server, session, envelope)
+
+    with SMTPServer(Silent(pipelining=pipelining)) as server:
+        t = SMTPTransport(server.url, timeout=1)
+        with pytest.raises(DeliveryUncertain, match="no reply from .* within 1 s"):
+            t.send("a@example.org", "slow@example.org", MSG)
+        assert t._conn is None  # the transaction is in an unknown state: not reused
+        assert t.send("a@example.org", "next@example.org", MSG) is True
+        t.close()

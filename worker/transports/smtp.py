@@ -225,15 +225,24 @@ class SMTPTransport(Transport):
         return self._send_content(conn, body, recipient)
 
     def _send_content(self, conn: smtplib.SMTP, body: bytes, recipient: str) -> bool:
-        """The dot-stuffed content and the final dot, then the server's verdict. Once the final
-        dot has gone, a reply that never comes (a timeout, a dropped connection) leaves the
-        message possibly delivered (RFC 1047): DeliveryUncertain, never a retry."""
+        """The dot-stuffed content and the final dot, then the server's verdict.
+
+        A server that stays silent past the timeout after the final dot may well have taken the
+        message (RFC 1047 is about exactly this): DeliveryUncertain, reported and never resent by
+        itself. A connection closed instead is retried, as Postfix does ("message may be sent
+        more than once"): servers close mid-DATA, before the dot arrives, far more often than
+        between accepting a message and saying so."""
         conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
         try:
             code, resp = conn.getreply()
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise DeliveryUncertain(f"no reply from {self.host} after the content for {recipient}: {exc}") from exc
+            # smtplib reports a read timeout as SMTPServerDisconnected raised from TimeoutError
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                raise DeliveryUncertain(
+                    f"no reply from {self.host} within {self.timeout:.0f} s of the content for {recipient}"
+                ) from exc
+            raise
         if code != 250:
             raise self._refused(code, resp, recipient, "data")
         return True

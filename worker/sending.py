@@ -57,6 +57,7 @@ from .message import MessageTemplate, Recipient
 from .models import Campaign, CampaignStatus, EpisodeRecord, utcnow
 from .ratelimit import RateLimiter
 from .settings import Settings
+from .slots import DestinationSlots, destination_of
 from .transports import Transport, get_transport, transport_rate
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ STATUS_CHECK_INTERVAL = 1.0
 
 def sessions_for(settings: Settings) -> int:
     """The most sending sessions one worker process may run: NEWSLETTER_SESSIONS_PER_WORKER, at
-    most NEWSLETTER_SESSIONS_PER_DESTINATION (the relay or provider is one destination, and
-    servers limit connections per client), and 1 on SQLite, which serialises writers anyway."""
+    most NEWSLETTER_SESSIONS_PER_DESTINATION (over all processes: `worker.slots`), and 1 on
+    SQLite, which serialises writers anyway."""
     if settings.resolved_database_url.startswith("sqlite"):
         return 1
     return max(1, min(settings.sessions_per_worker, settings.sessions_per_destination))
@@ -166,6 +167,14 @@ class Sender:
         self.verp = verp_for(settings)  # a VERP envelope sender per delivery, when configured
         self._templates: dict[int, MessageTemplate] = {}
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        # Every process's sessions to this relay or provider count against one cap.
+        self.slots = DestinationSlots(
+            destination_of(settings.mail_url),
+            settings.sessions_per_destination,
+            self.worker_name,
+            settings.limiter_redis_url,
+            ttl=settings.claim_lease,
+        )
 
     @property
     def sessions(self) -> int:
@@ -185,11 +194,12 @@ class Sender:
         return self.transport_for(0)
 
     def close(self) -> None:
-        """Close every session's transport (QUIT on SMTP)."""
+        """Close every session's transport (QUIT on SMTP) and give their places back."""
         for i, transport in enumerate(self._transports):
             if transport is not None:
                 transport.close()
                 self._transports[i] = None
+        self.slots.release()
 
     def template_for(self, campaign: Campaign, guid: str) -> MessageTemplate:
         """The campaign's stored render, personalised from here on; never rendered again."""
@@ -222,12 +232,17 @@ class Sender:
                     log.info("campaign %s: outside NEWSLETTER_SEND_WINDOW; the sweeper resumes it", campaign_id)
                     outcome.stopped = "outside the send window"
                     break
+                sessions = self.slots.hold(self.sizer.current)
+                if sessions == 0:
+                    # Other processes hold every session the destination allows: come back soon.
+                    outcome.stopped, outcome.paused_for = "every session to the destination is taken", 1.0
+                    break
                 token = uuid.uuid4().hex
                 # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
                 lease = Lease(self.settings.claim_lease)
                 lease.renew(time.monotonic())
                 # NEWSLETTER_BATCH_SIZE rows per session, so every session has work to the end.
-                size = self.settings.batch_size * self.sizer.current
+                size = self.settings.batch_size * sessions
                 rows = claim_batch(session, campaign_id, token, size, self.worker_name)
                 if not rows:
                     break
@@ -235,7 +250,7 @@ class Sender:
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
                 progress = ProgressWriter.open(session.get_bind(), lease)
-                batch = _Batch(campaign_id, token, template, rows)
+                batch = _Batch(campaign_id, token, template, rows, sessions)
                 try:
                     self._send_batch(Session, session, progress, batch, outcome)
                 except ClaimExpired as exc:
@@ -274,9 +289,10 @@ class Sender:
         messages), or several in threads when the measurement asks for them."""
         if self.sizer.wanted is None:
             self._send_rows(session, progress, batch, outcome, self.transport_for(0), probe=self.sizer)
+            batch.sessions = self.slots.hold(self.sizer.current) or 1  # the one probing is held
         if not batch.work or batch.stop.is_set():
             return
-        if self.sizer.current == 1:
+        if batch.sessions == 1:
             self._send_rows(session, progress, batch, outcome, self.transport_for(0))
         else:
             self._send_in_sessions(Session, session, progress, batch, outcome)
@@ -289,12 +305,12 @@ class Sender:
         batch: _Batch,
         outcome: BatchOutcome,
     ) -> None:
-        """Send the batch's rows through `self.sessions` sessions, one thread each, each taking
+        """Send the batch's rows through `batch.sessions` sessions, one thread each, each taking
         the next row when its previous message is done. Their ledger writes are grouped
         (`GroupProgress`); this thread watches the campaign's status meanwhile. The first error
         of any session (ClaimExpired, a database error) stops them all and is raised here."""
         group = GroupProgress(progress)
-        n = min(self.sessions, len(batch.work))
+        n = min(batch.sessions, len(batch.work))
         outcomes = [BatchOutcome() for _ in range(n)]
         errors: list[BaseException] = []
 
@@ -442,8 +458,9 @@ class _Batch:
     rows not started yet, and a stop flag (a paused campaign, a long throttle or an error stops
     them all)."""
 
-    def __init__(self, campaign_id: int, token: str, template: MessageTemplate, rows: list[Claimed]):
+    def __init__(self, campaign_id: int, token: str, template: MessageTemplate, rows: list[Claimed], sessions: int):
         self.campaign_id = campaign_id
+        self.sessions = sessions  # how many may send it (held in `worker.slots`)
         self.token = token
         self.template = template
         self.work = deque(rows)

@@ -240,6 +240,17 @@ def bench_env(schema: str, sink_port: int) -> dict:
     }
 
 
+def sessions_in_flight(log: Path, fixed: int) -> int:
+    """The sessions the worker's processes chose (worker.sending.SessionSizer logs its choice
+    once per process), summed; `fixed` when they did not measure."""
+    import re
+
+    chosen: dict[str, int] = {}
+    for worker_name, n in re.findall(r"/(\S+?)\].*?: (\d+) sending session", log.read_text(errors="replace")):
+        chosen[worker_name] = int(n)
+    return sum(chosen.values()) or fixed
+
+
 def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None = None) -> dict:
     import redis
     import sqlalchemy as sa
@@ -325,8 +336,8 @@ def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None 
     finally:
         stop(worker)
         reference = None
+        in_flight = sessions_in_flight(log, 2 * (sessions or get_settings().sessions_per_worker))
         if proxy is not None:  # smtp-source through the same proxy, as many sessions as the pipeline had
-            in_flight = 2 * (sessions or get_settings().sessions_per_worker)
             reference = run_smtp_source(proxy.port, in_flight, min(n, 50 * in_flight), len(sample_message()))
             proxy.stop()
         received = sink.stop() - (reference["n"] if reference else 0)
@@ -349,6 +360,7 @@ def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None 
         "exact": received == n and st["sent"] == n,
         "rtt_ms": rtt_ms,
         "sessions_per_worker": sessions or get_settings().sessions_per_worker,
+        "sessions_in_flight": in_flight,
         "smtp_source": reference,
     }
 

@@ -14,6 +14,7 @@ import email.policy
 import random
 import socket
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Received:
     rcpt: str
     data: bytes
     mail_options: list[str] = field(default_factory=list)  # e.g. ["SMTPUTF8", "BODY=8BITMIME"]
+    peer: tuple | None = None  # the client's (address, port): which connection brought it
+    at: float = 0.0  # time.monotonic() when the whole message had arrived
 
     @property
     def message(self):  # noqa: ANN201
@@ -131,7 +134,9 @@ class FaultyHandler:
         data = envelope.original_content or envelope.content
         with self.lock:
             for r in rcpts:
-                self.received.append(Received(envelope.mail_from, r, data, list(envelope.mail_options)))
+                self.received.append(
+                    Received(envelope.mail_from, r, data, list(envelope.mail_options), session.peer, time.monotonic())
+                )
         return "250 2.0.0 accepted"
 
     # -- what the tests read ------------------------------------------------------------------

@@ -340,7 +340,8 @@ class Sender:
         for o in outcomes:
             outcome.add(o)
         if errors:
-            raise errors[0]
+            # A lapsed lease is the cause when there is one; the others' errors follow from it.
+            raise next((e for e in errors if isinstance(e, ClaimExpired)), errors[0])
 
     def _send_rows(
         self,

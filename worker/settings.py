@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Sending sessions (SMTP connections, HTTP clients) per worker process, and at most this many
     # to one destination (a relay or provider) from one process: worker/sending.py.
     sessions_per_worker: AtLeastOne = 32
-    sessions_per_destination: AtLeastOne = 32
+    sessions_per_destination: AtLeastOne = 64
     # True: measure how many of those a process needs (worker.sending.SessionSizer); False: use
     # them all from the first message.
     sessions_auto: bool = True

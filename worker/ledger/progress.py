@@ -324,6 +324,7 @@ class GroupProgress:
         self._cond = threading.Condition()
         self._pending: list[_Write] = []
         self._closed = False
+        self._failed: BaseException | None = None  # the first failed write's error, for every later one
         self.groups = 0  # statements written (for the benchmark's writes-per-message figure)
         self._thread = threading.Thread(target=self._loop, name="ledger-progress", daemon=True)
         self._thread.start()
@@ -341,6 +342,10 @@ class GroupProgress:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the progress writer is closed")
+            if self._failed is not None:
+                # The connection is gone or the lease has run out: nothing more is written.
+                write.resolve(False, self._failed)
+                return write
             self._pending.append(write)
             self._cond.notify()
         return write
@@ -356,6 +361,10 @@ class GroupProgress:
             try:
                 ours = self._writer.write_group([(w.token, w.next_id, w.finished) for w in group])
             except BaseException as exc:  # every waiter learns it; the session treats it as a crash
+                with self._cond:
+                    self._failed = exc
+                    group += self._pending
+                    self._pending = []
                 for w in group:
                     w.resolve(False, exc)
                 continue

@@ -189,7 +189,7 @@ def test_each_row_is_durably_sending_before_its_content_arrives(
     sender = Sender(get_settings())
     outcome = sender.run(cid)
     sender.close()
-    per_batch = 7 * (sessions if database == "postgres" else 1)
+    per_batch = max(7, 8 * sessions) if database == "postgres" and sessions > 1 else 7
     assert outcome.sent == 30 and outcome.batches == -(-30 // per_batch)
     assert seen == {f"reader{i}@example.org": "sending" for i in range(30)}
     assert campaign_status(cid)["sent"] == 30
@@ -249,8 +249,8 @@ def test_several_sessions_send_each_subscriber_once(database, smtp_server, seed_
     assert sender.sessions == (6 if database == "postgres" else 1)
     outcome = sender.run(cid)
     sender.close()
-    # 40 rows per session: one batch of 240 on PostgreSQL, four of 40 on SQLite
-    assert (outcome.sent, outcome.batches) == (150, 1 if database == "postgres" else 4)
+    # 48 rows a batch for six sessions (8 each) on PostgreSQL; 40 for the one on SQLite
+    assert (outcome.sent, outcome.batches) == (150, 4)
     assert smtp_server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(150)}
     st = campaign_status(cid)
     assert (st["sent"], st["sending"], st["state"]) == (150, 0, "done")
@@ -298,6 +298,6 @@ def test_a_distant_server_gets_several_sessions_and_everyone_once(database, smtp
     assert smtp_server.handler.sessions["ehlo"] == expected  # one connection per session
     assert outcome.sent == 80 and not any(n.startswith("send-session-") for n in threads)
     assert smtp_server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(80)}
-    # the first batch was sized before the measurement; the next ones hold a batch per session
-    assert outcome.claimed == 80 and outcome.batches == (2 if expected == 5 else 4)
+    # the first batch was sized before the measurement (20), the next ones for 5 sessions (40)
+    assert outcome.claimed == 80 and outcome.batches == (3 if expected == 5 else 4)
     assert SessionSizer.PROBE_MESSAGES < 20

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 LONG_PAUSE = 10.0
 # How often (seconds) a batch checks that its campaign is still sending (not paused or cancelled).
 STATUS_CHECK_INTERVAL = 1.0
+# Rows a batch claims per session (at least NEWSLETTER_BATCH_SIZE in all): the batch ends when its
+# last message does, so with fewer the sessions wait on each other at every batch's end.
+ROWS_PER_SESSION = 8
 
 
 def sessions_for(settings: Settings) -> int:
@@ -241,8 +244,12 @@ class Sender:
                 # The claim is surely ours for a lease from when we asked for it (worker/lease.py).
                 lease = Lease(self.settings.claim_lease)
                 lease.renew(time.monotonic())
-                # NEWSLETTER_BATCH_SIZE rows per session, so every session has work to the end.
-                size = self.settings.batch_size * sessions
+                # Enough rows that each session sends several before the batch's last message
+                # holds the others idle, and no more: a process that claims far more than its
+                # share leaves the other processes nothing to do.
+                size = self.settings.batch_size
+                if sessions > 1:
+                    size = max(size, ROWS_PER_SESSION * sessions)
                 rows = claim_batch(session, campaign_id, token, size, self.worker_name)
                 if not rows:
                     break

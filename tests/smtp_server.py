@@ -51,7 +51,8 @@ class FaultyHandler:
     random_faults: float = 0.0
     drop_fraction: float = 0.0
     seed: int = 1
-    pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
+    # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order), as most servers do
+    pipelining: bool = True
     helo_only: bool = False  # answer EHLO with 502, like an old plain-SMTP server
     sender_reply: str | None = None  # e.g. "553 5.7.1 sender rejected": refuse every MAIL FROM
     data_replies: dict[str, str] = field(default_factory=dict)  # recipient -> end-of-DATA reply

@@ -339,3 +339,101 @@ def test_a_server_silent_after_the_final_dot_makes_the_delivery_uncertain(pipeli
         assert t._conn is None  # the transaction is in an unknown state: not reused
         assert t.send("a@example.org", "next@example.org", MSG) is True
         t.close()
+
+
+def test_streaming_sends_the_next_envelope_before_reading_the_previous_verdict():
+    """RFC 2920 across messages: when the server is about to answer a final dot, the next
+    message's MAIL is already in its input, so a session waits one round trip per message; the
+    verdicts still arrive in order, each before the next message's `begin` returns."""
+    import asyncio
+
+    from .smtp_server import FaultyHandler
+
+    class Peeking(FaultyHandler):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.next_envelope_waiting: list[bool] = []
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            # aiosmtpd's own input buffer (private, read only): is the next MAIL already there?
+            for _ in range(200):
+                if b"MAIL FROM" in bytes(server._reader._buffer):
+                    break
+                await asyncio.sleep(0.005)
+            self.next_envelope_waiting.append(b"MAIL FROM" in bytes(server._reader._buffer))
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = Peeking(data_replies={"b@example.org": "554 5.7.1 rejected as spam"})
+    handler.permfail.add("c@example.org")
+    verdicts: list[object] = []
+
+    def begin(verdict):  # noqa: ANN001, ANN202
+        verdicts.append(verdict)
+        return lambda: True
+
+    with SMTPServer(handler) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        for rcpt in ["a@example.org", "b@example.org", "c@example.org", "d@example.org", "e@example.org"]:
+            try:
+                assert t.send_streaming("s@example.org", rcpt, MSG, begin) is True
+            except PermanentFailure as exc:  # c's RCPT is refused at once, in its own call
+                verdicts.append(exc)
+        verdicts.append(t.finish())
+        assert t.finish() is None  # nothing left pending
+        t.close()
+    # begin(a: nothing before) begin(b: a ok) begin(c: b 554) c refused, begin(d: nothing
+    # pending) begin(e: d ok), finish: e ok
+    assert [type(v).__name__ if v else None for v in verdicts] == [
+        None,
+        None,
+        "PermanentFailure",
+        "PermanentFailure",
+        None,
+        None,
+        None,
+    ]
+    assert verdicts[2].code == 554 and not verdicts[2].suppress  # content refused: the address stays
+    assert verdicts[3].code == 550 and verdicts[3].suppress
+    assert handler.per_recipient() == {"a@example.org": 1, "d@example.org": 1, "e@example.org": 1}
+    # a, d: the next envelope was waiting when their dot was answered; e: the last, nothing behind
+    assert handler.next_envelope_waiting[0] and handler.next_envelope_waiting[2]
+
+
+def test_streaming_without_pipelining_is_plain_sending():
+    from .smtp_server import FaultyHandler
+
+    verdicts: list[object] = []
+    with SMTPServer(FaultyHandler(pipelining=False)) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        for rcpt in ["a@example.org", "b@example.org"]:
+            assert t.send_streaming("s@example.org", rcpt, MSG, lambda v: verdicts.append(v) or (lambda: True))
+        assert t._pending is None and t.finish() is None
+        t.close()
+        assert verdicts == [None, None] and server.handler.per_recipient() == {"a@example.org": 1, "b@example.org": 1}
+
+
+@pytest.mark.parametrize("go", [True, False], ids=["ours", "taken-over"])
+def test_streaming_asks_for_the_go_ahead_after_the_previous_verdict(go):
+    """`begin` learns the previous verdict first; its `confirm` comes before any content, and a
+    "no" sends none (the connection goes: inside DATA there is no way back)."""
+    from .smtp_server import FaultyHandler
+
+    handler = FaultyHandler()
+    seen: list[tuple[str, object, int]] = []
+
+    def begin_for(rcpt: str, answer: bool):  # noqa: ANN202
+        def begin(verdict):  # noqa: ANN001, ANN202
+            seen.append((rcpt, verdict, len(handler.received)))
+            return lambda: answer
+
+        return begin
+
+    with SMTPServer(handler) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        assert t.send_streaming("s@example.org", "a@example.org", MSG, begin_for("a@example.org", True))
+        assert t.send_streaming("s@example.org", "b@example.org", MSG, begin_for("b@example.org", go)) is go
+        assert t.finish() is None
+        t.close()
+    # b's begin ran once a's verdict was in (a had arrived), before anything of b
+    assert seen == [("a@example.org", None, 0), ("b@example.org", None, 1)]
+    assert handler.per_recipient() == ({"a@example.org": 1, "b@example.org": 1} if go else {"a@example.org": 1})

@@ -18,7 +18,6 @@ for a 2048-bit key here), so the signature itself is made by OpenSSL through `cr
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 from .errors import ConfigError
@@ -124,10 +123,8 @@ class DKIMSigning(Wrapper):
         super().__init__(inner)
         self.signer = Signer(settings)
 
-    def send(
-        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
-    ) -> bool:
-        return self.inner.send(envelope_from, recipient, self.signer.sign(message) + message, confirm)
+    def prepare(self, message: bytes) -> bytes:
+        return self.signer.sign(message) + message
 
 
 def dns_records(settings: Settings) -> list[tuple[str, str, str, str]]:

@@ -363,10 +363,27 @@ class Sender:
     ) -> None:
         """One session's loop over the batch's shared rows: each row is written 'sending' (with
         the previous one 'sent') while its envelope is on the wire, and its content leaves only
-        once that write is committed. `probe`: measure each message, stop once it has enough."""
+        once that write is committed. The transport may tell a message's verdict only during the
+        next one (`Transport.send_streaming`): it arrives in `begin`, before the next write, so
+        still at most one row of this session is 'sending' at any time. `probe`: measure each
+        message, stop once it has enough."""
         envelope_from = self.settings.envelope_from
         token, template, campaign_id = batch.token, batch.template, batch.campaign_id
-        finished: tuple[int, str] | None = None
+        finished: tuple[int, str] | None = None  # accepted: recorded with the next write
+        handed: tuple[Claimed, str] | None = None  # handed over, its verdict still to come
+
+        def settle(verdict: Exception | None) -> None:
+            nonlocal finished, handed
+            if handed is not None:
+                row, mid = handed
+                handed = None
+                if verdict is None:
+                    finished = (row.id, mid)
+                    outcome.sent += 1
+                    log.debug("sent %s to %s", mid, row.email)
+                else:
+                    self._record_failure(session, token, row, verdict, outcome)
+
         checked = time.monotonic()
         for row in batch.rows():
             if batch.stop.is_set():
@@ -389,10 +406,21 @@ class Sender:
             # while waiting leaves nothing uncertain.
             self.limiter.acquire()
             wall, cpu = time.perf_counter(), time.thread_time()
-            # Marks the row 'sending'; the transport waits for that write (`ours`) after the
-            # envelope and before the content, so the two round trips overlap.
-            ours = batch.confirm(progress.start(token, row.id, finished), row.id)
-            finished = None  # that write records it
+            confirms: list[Callable[[], bool]] = []
+
+            def begin(
+                verdict: Exception | None, row: Claimed = row, confirms: list[Callable[[], bool]] = confirms
+            ) -> Callable[[], bool]:
+                # Marks the row 'sending' (and the previous one 'sent'); the transport waits for
+                # that write (`ours`) after the envelope and before the content, so the two
+                # round trips overlap.
+                nonlocal finished
+                settle(verdict)
+                ours = batch.confirm(progress.start(token, row.id, finished), row.id)
+                finished = None
+                confirms.append(ours)
+                return ours
+
             failure: Exception | None = None
             try:
                 message, mid = template.build(Recipient(row.email, row.name))
@@ -401,31 +429,32 @@ class Sender:
             except Exception as exc:  # whatever else breaks one message fails that delivery, not the batch
                 log.exception("cannot build the message of delivery %s", row.id)
                 failure = PermanentFailure(f"cannot build the message: {type(exc).__name__}: {exc}", suppress=False)
+            if failure is not None:
+                begin(transport.finish())
             else:
                 try:
                     envelope = self.verp.address(row.id) if self.verp else envelope_from
-                    transport.send(envelope, row.email, message, confirm=ours)
+                    transport.send_streaming(envelope, row.email, message, begin)
                 except (PermanentFailure, TemporaryFailure, DeliveryUncertain) as exc:
                     failure = exc
                 except ConfigError as exc:  # nothing can be sent as configured: stop the campaign
-                    if ours():
+                    if confirms[0]():
                         pause_campaign(session, campaign_id, token, row.id, str(exc))
                     outcome.stopped = f"paused: {exc}"
                     batch.stop.set()
                     break
-            if not ours():  # swept and taken over meanwhile: nothing of ours left, nothing to record
+            if not confirms[0]():  # swept and taken over meanwhile: nothing of ours left to record
                 outcome.skipped_rows += 1
                 continue
-            if failure is None and (provider_id := transport.provider_message_id):
-                record_provider_id(session, row.id, provider_id)
             if failure is None:
-                finished = (row.id, mid)  # recorded with the next row's start, or below
-                outcome.sent += 1
-                log.debug("sent %s to %s", mid, row.email)
+                if provider_id := transport.provider_message_id:
+                    record_provider_id(session, row.id, provider_id)
+                handed = (row, mid)  # its verdict comes with the next message, or below
             else:
                 self._record_failure(session, token, row, failure, outcome)
             if probe is not None and probe.record(time.perf_counter() - wall, time.thread_time() - cpu):
                 break
+        settle(transport.finish())
         if finished:
             progress.sent(token, *finished)
 

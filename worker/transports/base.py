@@ -43,6 +43,30 @@ class Transport(abc.ABC):
         self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
     ) -> bool: ...
 
+    def send_streaming(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        begin: Callable[[Exception | None], Callable[[], bool]],
+    ) -> bool:
+        """`send` for a stream of messages, where a transport may hand a message over and learn
+        the server's verdict only during the next call (or `finish`), so a session waits one
+        round trip per message instead of two (SMTP: RFC 2920 pipelining across messages).
+
+        `begin(previous)` is called exactly once per call, before anything of this message but
+        its envelope has left and before any exception for it: `previous` is the verdict on the
+        message handed over before (None: accepted, else the exception it failed with, as `send`
+        raises them; None too when there was none). It returns the `confirm` callable for this
+        message. Returns True once the message is handed over (its verdict follows later),
+        False as `send` does. This default is `send` itself, with nothing left pending."""
+        return self.send(envelope_from, recipient, message, confirm=begin(self.finish()))
+
+    def finish(self) -> Exception | None:
+        """The verdict on the message `send_streaming` handed over last, if it is still pending
+        (None: accepted, or nothing pending). Reads it; the stream is then empty."""
+        return None
+
     def check(self) -> bool:
         """Is the connection still usable? (Cheap: called before reuse after idling.)"""
         return True

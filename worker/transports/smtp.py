@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class SMTPTransport(Transport):
         self.local_hostname = local_hostname
         self._conn: smtplib.SMTP | None = None
         self._last_used = 0.0
+        self._pending: str | None = None  # the recipient whose final reply is still unread
 
     # -- connection --------------------------------------------------------------------------
 
@@ -80,6 +82,10 @@ class SMTPTransport(Transport):
                     raise TemporaryFailure(f"{self.host}:{self.port} does not offer STARTTLS")
             if self.username:
                 conn.login(self.username, self.password or "")
+            # Pipelined writes go out at once: Nagle's algorithm would hold a short envelope
+            # behind the unacknowledged end of the previous message, a round trip per message.
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except smtplib.SMTPAuthenticationError as exc:
             raise TemporaryFailure(f"login refused by {self.host}: {exc.smtp_code}", code=exc.smtp_code) from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -102,6 +108,7 @@ class SMTPTransport(Transport):
             return False
 
     def _drop(self) -> None:
+        self._pending = None
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -110,6 +117,7 @@ class SMTPTransport(Transport):
                 pass
 
     def close(self) -> None:
+        self.finish()  # the last streamed message's verdict, so QUIT does not cut it short
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -126,14 +134,9 @@ class SMTPTransport(Transport):
         the system, so they go out as they are (smtplib's sendmail would re-parse both with
         email.utils on every message, a tenth of a millisecond each). They are still checked for
         what would let them end the command line they are written into."""
-        if _UNSAFE.search(envelope_from):
-            raise ConfigError(f"the envelope sender {envelope_from!r} is not a plain address")
-        if _UNSAFE.search(recipient):
-            raise PermanentFailure(f"not a plain address: {recipient!r}", suppress=True)
-        try:
-            envelope_from, recipient = wire_address(envelope_from), wire_address(recipient)
-        except InputError as exc:
-            raise PermanentFailure(f"cannot address {recipient!r}: {exc}", suppress=False) from None
+        if self._pending is not None:
+            raise RuntimeError("a streamed message's verdict is pending: finish() comes first")
+        envelope_from, recipient = _wire(envelope_from, recipient)
         conn = self._connection()
         options = self._mail_options(conn, envelope_from, recipient, message)
         try:
@@ -150,6 +153,103 @@ class SMTPTransport(Transport):
             raise TemporaryFailure(f"connection lost while sending to {recipient}: {exc}") from exc
         self._last_used = time.monotonic()
         return delivered
+
+    def send_streaming(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        begin: Callable[[Exception | None], Callable[[], bool]],
+    ) -> bool:
+        """RFC 2920 across messages: this message's MAIL/RCPT/DATA go out behind the previous
+        message's final dot before that dot's reply is read, and this message's own reply is
+        left for the next call (or `finish`). One round trip per message instead of two; the
+        previous verdict still reaches `begin` before this message's ledger write is made, so
+        the guarantees of `send` hold. Servers without PIPELINING get `send`."""
+        began = False
+
+        def go(previous: Exception | None) -> Callable[[], bool]:
+            nonlocal began
+            began = True
+            return begin(previous)
+
+        try:
+            return self._stream(envelope_from, recipient, message, go)
+        except BaseException:
+            if not began:
+                go(self.finish())
+            raise
+
+    def _stream(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        begin: Callable[[Exception | None], Callable[[], bool]],
+    ) -> bool:
+        sender, rcpt = _wire(envelope_from, recipient)
+        conn = self._conn if self._pending is not None and self._conn is not None else self._connection()
+        options = self._mail_options(conn, sender, rcpt, message)
+        if not conn.has_extn("pipelining"):
+            return self.send(envelope_from, recipient, message, confirm=begin(self.finish()))
+        try:
+            conn.send(f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
+        except OSError as exc:
+            begin(self.finish())  # its write records the previous verdict; this one fails below
+            self._drop()
+            raise TemporaryFailure(f"connection lost while sending to {rcpt}: {exc}") from exc
+        body = _dot_stuffed(message)  # while the server answers
+        ours = begin(self.finish())  # the previous message's reply came back with this envelope's
+        if self._conn is None:  # that reply broke the connection: this envelope went with it
+            raise TemporaryFailure(f"connection lost before the envelope for {rcpt} was answered")
+        try:
+            mail, to, data = conn.getreply(), conn.getreply(), conn.getreply()
+            self._envelope_verdict(conn, mail, to, data, rcpt)
+            if not self._confirmed(ours):
+                self._drop()  # inside DATA there is no clean way back (see _send_pipelined)
+                return False
+            conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        except (PermanentFailure, TemporaryFailure):
+            raise
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise TemporaryFailure(f"connection lost while sending to {rcpt}: {exc}") from exc
+        self._pending = rcpt
+        self._last_used = time.monotonic()
+        return True
+
+    def finish(self) -> Exception | None:
+        recipient, self._pending = self._pending, None
+        if recipient is None or self._conn is None:
+            return None
+        return self._verdict(self._conn, recipient)
+
+    def _verdict(self, conn: smtplib.SMTP, recipient: str) -> Exception | None:
+        """Read the reply to a final dot: None when the message was accepted, else the
+        exception it failed with.
+
+        A server that stays silent past the timeout after the final dot may well have taken the
+        message (RFC 1047 is about exactly this): DeliveryUncertain, reported and never resent by
+        itself. A connection closed instead is retried, as Postfix does ("message may be sent
+        more than once"): servers close mid-DATA, before the dot arrives, far more often than
+        between accepting a message and saying so. No RSET here: with pipelining the next
+        envelope may already be on its way."""
+        try:
+            code, resp = conn.getreply()
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            # smtplib reports a read timeout as SMTPServerDisconnected raised from TimeoutError
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                return DeliveryUncertain(
+                    f"no reply from {self.host} within {self.timeout:.0f} s of the content for {recipient}"
+                )
+            return TemporaryFailure(f"connection lost after the content for {recipient}: {exc}")
+        self._last_used = time.monotonic()
+        if code == 250:
+            return None
+        if code == 421:
+            self._drop()
+        return _classify(code, resp, recipient, "data")
 
     @staticmethod
     def _mail_options(conn: smtplib.SMTP, envelope_from: str, recipient: str, message: bytes) -> str:
@@ -204,6 +304,23 @@ class SMTPTransport(Transport):
         conn.send(f"MAIL FROM:<{envelope_from}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
         body = _dot_stuffed(message)  # while the server answers
         mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
+        self._envelope_verdict(conn, mail, rcpt, data, recipient)
+        if not self._confirmed(confirm):
+            # Inside DATA there is no clean way back; a connection closed before the final dot
+            # delivers nothing (RFC 5321 4.1.1.4), and the next message opens a new one.
+            self._drop()
+            return False
+        return self._send_content(conn, body, recipient)
+
+    def _envelope_verdict(
+        self,
+        conn: smtplib.SMTP,
+        mail: tuple[int, bytes],
+        rcpt: tuple[int, bytes],
+        data: tuple[int, bytes],
+        recipient: str,
+    ) -> None:
+        """Raise for a pipelined envelope the server refused (MAIL, RCPT, then DATA's 354)."""
         failed = next(
             ((r, stage) for r, ok, stage in ((mail, (250,), "mail"), (rcpt, (250, 251), "rcpt")) if r[0] not in ok),
             None,
@@ -217,34 +334,15 @@ class SMTPTransport(Transport):
             raise self._refused(code, resp, recipient, stage)
         if data[0] != 354:
             raise self._refused(data[0], data[1], recipient, "data")
-        if not self._confirmed(confirm):
-            # Inside DATA there is no clean way back; a connection closed before the final dot
-            # delivers nothing (RFC 5321 4.1.1.4), and the next message opens a new one.
-            self._drop()
-            return False
-        return self._send_content(conn, body, recipient)
 
     def _send_content(self, conn: smtplib.SMTP, body: bytes, recipient: str) -> bool:
-        """The dot-stuffed content and the final dot, then the server's verdict.
-
-        A server that stays silent past the timeout after the final dot may well have taken the
-        message (RFC 1047 is about exactly this): DeliveryUncertain, reported and never resent by
-        itself. A connection closed instead is retried, as Postfix does ("message may be sent
-        more than once"): servers close mid-DATA, before the dot arrives, far more often than
-        between accepting a message and saying so."""
+        """The dot-stuffed content and the final dot, then the server's verdict (`_verdict`)."""
         conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        try:
-            code, resp = conn.getreply()
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
-            self._drop()
-            # smtplib reports a read timeout as SMTPServerDisconnected raised from TimeoutError
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-                raise DeliveryUncertain(
-                    f"no reply from {self.host} within {self.timeout:.0f} s of the content for {recipient}"
-                ) from exc
-            raise
-        if code != 250:
-            raise self._refused(code, resp, recipient, "data")
+        failure = self._verdict(conn, recipient)
+        if failure is not None:
+            if self._conn is not None:
+                self._rset()  # a refusal leaves the connection usable once reset
+            raise failure
         return True
 
     def _confirmed(self, confirm: Callable[[], bool] | None) -> bool:
@@ -264,13 +362,30 @@ class SMTPTransport(Transport):
         if code == 421:
             self._drop()
         else:
-            try:
-                if conn := self._conn:
-                    conn.rset()
-            except (smtplib.SMTPException, OSError):
-                self._drop()
+            self._rset()
         self._last_used = time.monotonic()
         return _classify(code, resp, recipient, stage)
+
+    def _rset(self) -> None:
+        """RSET, so the connection can carry the next message; dropped if even that fails."""
+        try:
+            if conn := self._conn:
+                conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+
+def _wire(envelope_from: str, recipient: str) -> tuple[str, str]:
+    """Both addresses in their wire form, refused when they could end the command line they are
+    written into: ConfigError for our sender, PermanentFailure for a recipient."""
+    if _UNSAFE.search(envelope_from):
+        raise ConfigError(f"the envelope sender {envelope_from!r} is not a plain address")
+    if _UNSAFE.search(recipient):
+        raise PermanentFailure(f"not a plain address: {recipient!r}", suppress=True)
+    try:
+        return wire_address(envelope_from), wire_address(recipient)
+    except InputError as exc:
+        raise PermanentFailure(f"cannot address {recipient!r}: {exc}", suppress=False) from None
 
 
 def _dot_stuffed(message: bytes) -> bytes:

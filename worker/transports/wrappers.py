@@ -17,15 +17,37 @@ log = logging.getLogger(__name__)
 
 
 class Wrapper(Transport):
-    """A transport that hands every call to `inner`; subclasses override what they change."""
+    """A transport that hands every call to `inner`, each message first through `prepare`
+    (what a subclass changes or refuses)."""
 
     def __init__(self, inner: Transport):
         self.inner = inner
 
+    def prepare(self, message: bytes) -> bytes:
+        """The message as `inner` gets it; raising refuses it (nothing is sent)."""
+        return message
+
     def send(
         self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
     ) -> bool:
-        return self.inner.send(envelope_from, recipient, message, confirm)
+        return self.inner.send(envelope_from, recipient, self.prepare(message), confirm)
+
+    def send_streaming(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        begin: Callable[[Exception | None], Callable[[], bool]],
+    ) -> bool:
+        try:
+            prepared = self.prepare(message)
+        except Exception:
+            begin(self.inner.finish())  # the contract: `begin` comes before this message's error
+            raise
+        return self.inner.send_streaming(envelope_from, recipient, prepared, begin)
+
+    def finish(self) -> Exception | None:
+        return self.inner.finish()
 
     @property
     def provider_message_id(self) -> str | None:
@@ -66,9 +88,7 @@ class DailyCap(Wrapper):
         self._local[day] = self._local.get(day, 0) + 1
         return self._local[day]
 
-    def send(
-        self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
-    ) -> bool:
+    def prepare(self, message: bytes) -> bytes:
         now = datetime.now(UTC)
         if self._take(now.strftime("%Y%m%d")) > self.cap:
             midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
@@ -76,4 +96,4 @@ class DailyCap(Wrapper):
                 f"{self.name}: the daily cap of {self.cap} messages is reached",
                 retry_after=(midnight - now).total_seconds() + 1,
             )
-        return self.inner.send(envelope_from, recipient, message, confirm)
+        return message

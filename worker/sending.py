@@ -416,7 +416,7 @@ class Sender:
                 # round trips overlap.
                 nonlocal finished
                 settle(verdict)
-                ours = batch.confirm(progress.start(token, row.id, finished), row.id)
+                ours = batch.confirm(progress.start(token, row.id, finished), row.id, self._wait_out_pause)
                 finished = None
                 confirms.append(ours)
                 return ours
@@ -457,6 +457,13 @@ class Sender:
         settle(transport.finish())
         if finished:
             progress.sent(token, *finished)
+
+    def _wait_out_pause(self) -> None:
+        """A throttling pause that began while this message's envelope and ledger write were
+        under way (another session's 429) holds its content too, so no session of any worker
+        sends into a pause; a long one ends the batch at its next row instead."""
+        if 0 < (paused := self.limiter.paused_for()) <= LONG_PAUSE:
+            time.sleep(paused)
 
     def _record_failure(
         self, session: Session, token: str, row: Claimed, exc: Exception, outcome: BatchOutcome
@@ -516,11 +523,14 @@ class _Batch:
         """A row taken but not started: the next session (or the release) gets it."""
         self.work.appendleft(row)
 
-    def confirm(self, ours: Callable[[], bool], delivery_id: int) -> Callable[[], bool]:
+    def confirm(
+        self, ours: Callable[[], bool], delivery_id: int, before_content: Callable[[], None]
+    ) -> Callable[[], bool]:
         """`ours`, noting the row as unsent when its write's confirmation fails on the first
         call: that call comes before any content (the transport's go-ahead, or the check of a
         message that was never handed over), so nothing was sent. A later call may follow the
-        content, and its failure leaves the row 'sending' for the sweeper to call uncertain."""
+        content, and its failure leaves the row 'sending' for the sweeper to call uncertain.
+        `before_content` runs after a first "yes" (the last moment before the content leaves)."""
         asked = False
 
         def confirmed() -> bool:
@@ -529,9 +539,12 @@ class _Batch:
                 return ours()
             asked = True
             try:
-                return ours()
+                go = ours()
             except BaseException:
                 self.unsent.append(delivery_id)
                 raise
+            if go:
+                before_content()
+            return go
 
         return confirmed

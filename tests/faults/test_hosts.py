@@ -243,4 +243,9 @@ def test_smtp_server_stops_answering_mid_data(hosts):
         st=st,
     )
     # no reply to the final dot: the message may have been taken, so it is uncertain, not resent
-    assert hosts.handler.tarpitted == 3 and figures["uncertain"] == 3 and figures["duplicates"] == 0
+    with session_scope() as s:
+        uncertain = set(s.scalars(select(Delivery.email).where(Delivery.status == "uncertain")))
+    assert hosts.handler.tarpitted == 3 and stalled <= uncertain and figures["duplicates"] == 0
+    # (a loaded host may miss a heartbeat while a session waits out the stall: the sweeper then
+    # calls another in-flight row uncertain, reported like the rest)
+    assert figures["uncertain"] <= 3 + 2 * SESSIONS

@@ -85,8 +85,8 @@ class SessionSizer:
     A message keeps a session busy for its wall time W (mostly waiting for the server and the
     ledger's commit) but costs the process only its CPU time C, so about W / C sessions keep the
     process busy, and more only wait for the interpreter lock. Measured over the first
-    `PROBE_MESSAGES` messages of the process's first batch, on one session: on loopback W / C is
-    about 2 and one session is best (threads would add lock hand-offs, not throughput); at 40 ms
+    `PROBE_MESSAGES` messages of the process's first batch, on one session (W: the quickest of
+    them, C: the median): on loopback W / C is about 2 and one session is best (threads would add lock hand-offs, not throughput); at 40 ms
     it is in the hundreds and the configured maximum applies. Below `MIN_RATIO` one session
     stays: measured on this machine, 2 sessions on loopback were slower than 1.
     """
@@ -109,10 +109,12 @@ class SessionSizer:
         self._samples.append((wall, cpu))
         if len(self._samples) < self.PROBE_MESSAGES:
             return False
-        # The first message also opened the connection: left out.
-        walls = sorted(w for w, _ in self._samples[1:])
+        # The first message also opened the connection: left out. The quickest message is the
+        # one least slowed by other processes wanting the same CPU (the other worker process,
+        # the database), which would otherwise read as waiting for the network.
+        wall = min(w for w, _ in self._samples[1:])
         cpus = sorted(c for _, c in self._samples[1:])
-        wall, cpu = walls[len(walls) // 2], max(cpus[len(cpus) // 2], 1e-5)
+        cpu = max(cpus[len(cpus) // 2], 1e-5)
         ratio = wall / cpu
         self.wanted = 1 if ratio < self.MIN_RATIO else max(1, min(self.maximum, math.ceil(ratio - 1e-6)))
         log.info(

@@ -263,8 +263,10 @@ def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None 
     sink = Sink()
     proxy = DelayProxy(sink.port, rtt_ms) if rtt_ms else None
     env = bench_env(schema, proxy.port if proxy else sink.port)
-    if sessions:
-        env["NEWSLETTER_SESSIONS_PER_WORKER"] = env["NEWSLETTER_SESSIONS_PER_DESTINATION"] = str(sessions)
+    if sessions:  # that many in each of the two processes, all of them from the first message
+        env["NEWSLETTER_SESSIONS_PER_WORKER"] = str(sessions)
+        env["NEWSLETTER_SESSIONS_PER_DESTINATION"] = str(2 * sessions)
+        env["NEWSLETTER_SESSIONS_AUTO"] = "false"
     os.environ.update({k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
@@ -462,7 +464,9 @@ def main() -> int:
     parser.add_argument("--ceiling", type=int, default=10000, help="messages for the ceiling")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--rtt", type=float, default=0, help="delay the sink's replies by this many ms (a proxy)")
-    parser.add_argument("--sessions", type=int, default=0, help="NEWSLETTER_SESSIONS_PER_WORKER (default: the setting)")
+    parser.add_argument(
+        "--sessions", type=int, default=0, help="sessions per process, fixed (default: the settings, measured)"
+    )
     args = parser.parse_args()
     if args.rtt:
         return main_rtt(args)

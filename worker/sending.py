@@ -84,11 +84,11 @@ class SessionSizer:
 
     A message keeps a session busy for its wall time W (mostly waiting for the server and the
     ledger's commit) but costs the process only its CPU time C, so about W / C sessions keep the
-    process busy, and more only wait for the interpreter lock. Measured over the first
+    process busy, and more only queue for the interpreter lock. Measured over the first
     `PROBE_MESSAGES` messages of the process's first batch, on one session (W: the quickest of
-    them, C: the median): on loopback W / C is about 2 and one session is best (threads would add lock hand-offs, not throughput); at 40 ms
-    it is in the hundreds and the configured maximum applies. Below `MIN_RATIO` one session
-    stays: measured on this machine, 2 sessions on loopback were slower than 1.
+    them, C: the median): against a server on the same machine W / C is about 2 and one session
+    stays (below `MIN_RATIO`, a second thread would mostly add lock hand-offs); at 40 ms it is
+    in the hundreds and the configured maximum applies.
     """
 
     PROBE_MESSAGES = 8

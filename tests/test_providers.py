@@ -338,3 +338,21 @@ def test_ses_error_codes_map_onto_the_error_tree(code, status, message, expected
         {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SendEmail"
     )
     assert type(classify(err, "r@example.org")) is expected
+
+
+def test_sending_sessions_share_what_is_thread_safe(monkeypatch):
+    """Each sending session gets its own transport; SES sessions share one botocore client (it
+    is thread-safe, and each new one loads the service model again, ~9 MB), HTTP providers one
+    TLS context; a changed AWS environment (another endpoint, other keys) gets a client of its own."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", "http://127.0.0.1:1")
+    first, second = SESTransport("ses://eu-west-1"), SESTransport("ses://eu-west-1")
+    assert first is not second and first.client is second.client
+    assert SESTransport("ses://us-east-1").client is not first.client
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", "http://127.0.0.1:2")
+    moved = SESTransport("ses://eu-west-1").client
+    assert moved is not first.client and moved.meta.endpoint_url == "http://127.0.0.1:2"
+    a, b = PostmarkTransport("postmark://t@"), MailgunTransport("mailgun://k@mg.example.org")
+    assert a.client is not b.client
+    assert a.client._transport._pool._ssl_context is b.client._transport._pool._ssl_context

@@ -18,7 +18,9 @@ naming an address → permanent for the recipient; 5xx and connection errors →
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,6 +53,34 @@ CONFIGURATION = {
 }
 
 
+_clients: dict[tuple, object] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(region: str, timeout: float):  # noqa: ANN202 - botocore's client class is made at run time
+    """One SES v2 client per region and timeout in a process, shared by its sending sessions:
+    botocore clients are thread-safe (https://boto3.amazonaws.com/v1/documentation/api/latest/
+    guide/clients.html#multithreading-or-multiprocessing-with-clients), and each new one loads
+    the service model again (~9 MB measured here), so 32 sessions with a client each cost ~300 MB.
+    `max_pool_connections` leaves a pooled connection for every session. The AWS_* environment
+    (credentials, endpoint) is part of the key: a client keeps what it found when made."""
+    key = (region, timeout, tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                max_pool_connections=64,
+            )
+            client = _clients[key] = boto3.session.Session().client("sesv2", region_name=region, config=config)
+        return client
+
+
 class SESTransport(Transport):
     """Sends through Amazon SES v2 SendEmail with raw content (see the module docstring for the
     URL and the error mapping)."""
@@ -70,16 +100,7 @@ class SESTransport(Transport):
     @property
     def client(self):  # noqa: ANN201
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=self.timeout,
-                read_timeout=self.timeout,
-                max_pool_connections=50,
-            )
-            self._client = boto3.session.Session().client("sesv2", region_name=self.region, config=config)
+            self._client = _shared_client(self.region, self.timeout)
         return self._client
 
     def send(

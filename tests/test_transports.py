@@ -437,3 +437,28 @@ def test_streaming_asks_for_the_go_ahead_after_the_previous_verdict(go):
     # b's begin ran once a's verdict was in (a had arrived), before anything of b
     assert seen == [("a@example.org", None, 0), ("b@example.org", None, 1)]
     assert handler.per_recipient() == ({"a@example.org": 1, "b@example.org": 1} if go else {"a@example.org": 1})
+
+
+def test_a_failing_begin_mid_transaction_drops_the_connection():
+    """`begin` runs after this message's envelope went out (its ledger write can fail: the
+    database restarting). The server may then be inside DATA: reusing that connection would
+    make the next envelope and message the content of this one, delivered to this recipient."""
+    from .smtp_server import FaultyHandler
+
+    handler = FaultyHandler()
+
+    def failing(verdict):  # noqa: ANN001, ANN202
+        raise RuntimeError("the database went away")
+
+    with SMTPServer(handler) as server:
+        t = SMTPTransport(server.url, timeout=10)
+        assert t.send_streaming("s@example.org", "a@example.org", MSG, lambda v: lambda: True)
+        with pytest.raises(RuntimeError):
+            t.send_streaming("s@example.org", "b@example.org", MSG, failing)
+        assert t._conn is None and t._pending is None
+        assert t.send_streaming("s@example.org", "c@example.org", MSG, lambda v: lambda: True)
+        assert t.finish() is None
+        t.close()
+    # a's verdict was read before b's begin failed; b got nothing, c exactly its own message
+    assert handler.per_recipient() == {"a@example.org": 1, "c@example.org": 1}
+    assert all(r.data.count(b"MAIL FROM") == 0 for r in handler.received)

@@ -532,7 +532,8 @@ class _Batch:
         call: that call comes before any content (the transport's go-ahead, or the check of a
         message that was never handed over), so nothing was sent. A later call may follow the
         content, and its failure leaves the row 'sending' for the sweeper to call uncertain.
-        `before_content` runs after a first "yes" (the last moment before the content leaves)."""
+        `before_content` runs at the first call, before the answer is read (the last moment
+        before the content would leave)."""
         asked = False
 
         def confirmed() -> bool:
@@ -541,12 +542,10 @@ class _Batch:
                 return ours()
             asked = True
             try:
-                go = ours()
+                before_content()  # first, so the claim's lease is checked after any wait
+                return ours()
             except BaseException:
                 self.unsent.append(delivery_id)
                 raise
-            if go:
-                before_content()
-            return go
 
         return confirmed

@@ -175,9 +175,14 @@ class SMTPTransport(Transport):
 
         try:
             return self._stream(envelope_from, recipient, message, go)
-        except BaseException:
-            if not began:
+        except BaseException as exc:
+            if not began:  # nothing of this message went out: the connection is clean
                 go(self.finish())
+            elif not isinstance(exc, PermanentFailure | TemporaryFailure | DeliveryUncertain):
+                # Not the server's answer but ours failing mid-transaction (the ledger write in
+                # `begin`): the server may sit in DATA, so the connection is never reused; a
+                # reused one would take the next envelope as this message's content.
+                self._drop()
             raise
 
     def _stream(

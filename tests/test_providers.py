@@ -356,3 +356,13 @@ def test_sending_sessions_share_what_is_thread_safe(monkeypatch):
     a, b = PostmarkTransport("postmark://t@"), MailgunTransport("mailgun://k@mg.example.org")
     assert a.client is not b.client
     assert a.client._transport._pool._ssl_context is b.client._transport._pool._ssl_context
+
+
+def test_closing_one_ses_session_leaves_the_shared_client_to_the_others(moto_ses):
+    verify_identity("news.example.org")
+    first, second = SESTransport("ses://eu-west-1"), SESTransport("ses://eu-west-1")
+    shared = first.client
+    first.close()
+    message = b"From: a@news.example.org\r\nTo: b@example.org\r\nSubject: x\r\n\r\nhi\r\n"
+    assert second.client is shared and second.send("a@news.example.org", "b@example.org", message)
+    second.close()

@@ -139,9 +139,9 @@ class SESTransport(Transport):
         return True
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        # The client is the process's, shared with the other sessions (and a staff test send's
+        # transport): closing it here would close their connection pool too.
+        self._client = None
 
 
 def classify(exc, recipient: str) -> Exception:  # noqa: ANN001 - botocore.exceptions.ClientError

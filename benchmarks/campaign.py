@@ -241,13 +241,14 @@ def bench_env(schema: str, sink_port: int) -> dict:
 
 
 def sessions_in_flight(log: Path, fixed: int) -> int:
-    """The sessions the worker's processes chose (worker.sending.SessionSizer logs its choice
-    once per process), summed; `fixed` when they did not measure."""
+    """The sessions the worker's processes sent on (each batch logs "on N session(s)": what the
+    measurement wanted and the destination's cap granted), the most per process, summed;
+    `fixed` when the log has none."""
     import re
 
     chosen: dict[str, int] = {}
-    for worker_name, n in re.findall(r"/(\S+?)\].*?: (\d+) sending session", log.read_text(errors="replace")):
-        chosen[worker_name] = int(n)
+    for worker_name, n in re.findall(r"/(\S+?)\].*? on (\d+) session", log.read_text(errors="replace")):
+        chosen[worker_name] = max(chosen.get(worker_name, 0), int(n))
     return sum(chosen.values()) or fixed
 
 

@@ -301,3 +301,31 @@ def test_a_distant_server_gets_several_sessions_and_everyone_once(database, smtp
     # the first batch was sized before the measurement (20), the next ones for 5 sessions (40)
     assert outcome.claimed == 80 and outcome.batches == (3 if expected == 5 else 4)
     assert SessionSizer.PROBE_MESSAGES < 20
+
+
+def test_a_process_held_back_by_the_destination_cap_claims_small_batches(
+    postgres_url, redis_url, smtp_server, seed_path, monkeypatch
+):
+    """Other processes hold most of NEWSLETTER_SESSIONS_PER_DESTINATION: this one sends on what
+    is left and claims only what those sessions send soon (8 rows each), not its usual batch,
+    which would keep the rows from processes with more sessions."""
+    from worker.db import migrate
+    from worker.sending import ROWS_PER_SESSION, Sender
+    from worker.slots import DestinationSlots, destination_of
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_DESTINATION", "5")
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "100")
+    reset_settings()
+    settings = get_settings()
+    migrate(settings)
+    others = DestinationSlots(destination_of(settings.mail_url), 5, "another-host:1", redis_url)
+    assert others.hold(4) == 4
+    cid = make_campaign(seed_path, 3 * ROWS_PER_SESSION)
+    sender = Sender(settings)
+    outcome = sender.run(cid)
+    sender.close()
+    others.release()
+    assert (outcome.sent, outcome.batches) == (3 * ROWS_PER_SESSION, 3)
+    assert smtp_server.handler.sessions["ehlo"] == 1  # one session: the cap's last place

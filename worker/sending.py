@@ -118,7 +118,8 @@ class SessionSizer:
         ratio = wall / cpu
         self.wanted = 1 if ratio < self.MIN_RATIO else max(1, min(self.maximum, math.ceil(ratio - 1e-6)))
         log.info(
-            "a message takes %.1f ms, %.2f ms of it CPU: %d sending session(s) per process (at most %d)",
+            "a message takes %.1f ms, %.2f ms of it CPU: %d sending session(s) per process wanted "
+            "(NEWSLETTER_SESSIONS_PER_WORKER: %d; the destination's cap may grant fewer)",
             wall * 1000,
             cpu * 1000,
             self.wanted,
@@ -250,7 +251,15 @@ class Sender:
                 # holds the others idle, and no more: a process that claims far more than its
                 # share leaves the other processes nothing to do.
                 size = self.settings.batch_size
-                if sessions > 1:
+                if self.sizer.wanted is None:
+                    # Not measured yet: enough for the probe and a little more, so a process
+                    # that ends up with few sessions does not sit on a big batch with them.
+                    size = min(size, 2 * SessionSizer.PROBE_MESSAGES)
+                elif sessions < self.sizer.current:
+                    # The destination's cap left fewer sessions than measured: a batch they can
+                    # send soon, the rest stays for processes with more.
+                    size = ROWS_PER_SESSION * sessions
+                elif sessions > 1:
                     size = max(size, ROWS_PER_SESSION * sessions)
                 rows = claim_batch(session, campaign_id, token, size, self.worker_name)
                 if not rows:
@@ -271,11 +280,12 @@ class Sender:
                     release_claim(session, token, batch.unsent)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
-                    "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s",
+                    "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s on %d session(s)",
                     campaign_id,
                     *(now - then for now, then in zip(outcome.counts(), before, strict=True)),
                     len(rows),
                     time.monotonic() - batch_started,
+                    batch.sessions,
                 )
             if not is_sending(session, campaign_id):  # paused or cancelled meanwhile
                 settle_cancelled(session, campaign_id)  # a no-op unless cancelled

@@ -361,6 +361,7 @@ def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None 
         "sent": st["sent"],
         "received": received,
         "exact": received == n and st["sent"] == n,
+        "worker_log": str(log),
         "rtt_ms": rtt_ms,
         "sessions_per_worker": sessions or get_settings().sessions_per_worker,
         "sessions_in_flight": in_flight,
@@ -482,6 +483,7 @@ def main() -> int:
         print(f"pipeline, N={n:,} …", flush=True)
         pipeline.append(run_pipeline(n, workdir))
         print(f"  {pipeline[-1]}", flush=True)
+        print(f"  the worker's log (sessions chosen and granted, one line a batch): {pipeline[-1]['worker_log']}")
     message = sample_message()
     print(f"ceiling, {args.ceiling:,} messages of {len(message):,} bytes …", flush=True)
     ceiling = run_ceiling(args.ceiling, message)
@@ -570,6 +572,7 @@ def main_rtt(args: argparse.Namespace) -> int:
         print(f"pipeline, N={n:,}, RTT {args.rtt:g} ms …", flush=True)
         rows.append(run_pipeline(n, workdir, args.rtt, args.sessions or None))
         print(f"  {rows[-1]}", flush=True)
+        print(f"  the worker's log (sessions chosen and granted, one line a batch): {rows[-1]['worker_log']}")
     lines = [
         "| RTT | N | sessions in flight | pipeline msg/s | smtp-source -d msg/s (same sessions) | ratio "
         "| worker CPU/msg | PostgreSQL CPU/msg | peak RSS/process | received |",

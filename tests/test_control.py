@@ -21,6 +21,7 @@ from worker.models import Campaign, Delivery, Subscriber, utcnow
 from worker.publish import create_campaign
 from worker.sending import Sender
 from worker.settings import get_settings
+from worker.transports.base import Transport
 
 from .factories import cli, seed_subscribers
 
@@ -45,20 +46,19 @@ def status_of(cid: int) -> str:
         return s.scalar(select(Campaign.status).where(Campaign.id == cid))
 
 
-class PausingTransport:
+class PausingTransport(Transport):
     """Maildir-like sink that pauses the campaign after `after` messages (as staff would)."""
-
-    provider_message_id = None  # an SMTP-like sink: no provider id
 
     def __init__(self, cid: int, after: int):
         self.cid, self.after, self.sent = cid, after, []
 
     def send(self, sender, rcpt, message, confirm=None):  # noqa: ANN001, ANN201
         if confirm is not None and not confirm():
-            return
+            return False
         self.sent.append(rcpt)
         if len(self.sent) == self.after:
             control.pause(get_settings(), self.cid)
+        return True
 
     def close(self) -> None:
         pass

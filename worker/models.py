@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -159,6 +160,23 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "subscriber_id", name="uq_delivery_campaign_subscriber"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         Index("ix_deliveries_claim", "claim_token"),
+        # What a claim reads, in the order it takes it (migration 0009): only queued rows, by
+        # id, and only retry rows, by due time, so rows already sent are never walked past.
+        Index(
+            "ix_deliveries_queued",
+            "campaign_id",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_deliveries_retry",
+            "campaign_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'retry'"),
+            sqlite_where=text("status = 'retry'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

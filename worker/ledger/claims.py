@@ -39,10 +39,10 @@ def due(session: Session, campaign_id: int, limit: int) -> Select[tuple[int]]:
     first, then queued rows by id. PostgreSQL: each row is locked as it is read (FOR UPDATE
     SKIP LOCKED), so rows another claimer holds are passed over, not waited for.
 
-    Two index range scans (ix_deliveries_retry, ix_deliveries_queued: migration 0009) that read
-    only rows of those statuses, in that order, and stop at `limit`: however much of the
-    campaign is already sent, the claim reads about as much as at its start."""
-    # Literal statuses: a partial index (status = 'queued') cannot be proven to apply to a bound
+    Two index range scans (ix_deliveries_retry, ix_deliveries_campaign_status_id: migration
+    0009) that read only rows of those statuses, in that order, and stop at `limit`: however
+    much of the campaign is already sent, the claim reads about as much as at its start."""
+    # Literal statuses: a partial index (status = 'retry') cannot be proven to apply to a bound
     # parameter, which a prepared statement's generic plan would have.
     queued, retry = (literal(s, Delivery.status.type, literal_execute=True) for s in (D.QUEUED, D.RETRY))
     # Read once per statement: clock_timestamp() is volatile, and a volatile bound cannot limit

@@ -8,9 +8,10 @@ Seeds N subscribers in a schema of its own, publishes the sample episode (render
 rows, timed), starts `celery -A worker worker --concurrency 2` against Postfix's smtp-sink and,
 while it sends: times `ledger.status()` (what `newsletter status --json` prints) and
 GET /campaigns/{id} (in-process ASGI client), times the sweep, samples the worker processes'
-RSS; halfway, it adds finished campaigns with as many delivery rows again, to show the sweep
-does not grow with them. Prints a table (and writes benchmarks/results/million.{json,md}); it
-is a measurement, not a test: the machine's other load shows in it.
+RSS, and times a claim at the start and at the end; halfway, it adds finished campaigns with as
+many delivery rows again, to show the sweep does not grow with them. Prints a table (and
+writes benchmarks/results/million.{json,md}); it is a measurement, not a test: the machine's
+other load shows in it.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
 
     from worker.db import dispose_engines, migrate, session_scope
     from worker.episodes import load_episode
-    from worker.ledger import counts, status, sweep
+    from worker.ledger import claim_batch, counts, release_claim, status, sweep
     from worker.publish import create_campaign, start
     from worker.settings import get_settings, reset_settings
     from worker.web import create_app
@@ -171,6 +172,19 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
             with session_scope(settings) as s:
                 sweep(s, settings)
 
+        def claim_ms() -> float:
+            """A worker's claim (`batch_size` rows) in ms, median of 5; the rows go straight back."""
+            times = []
+            for _ in range(5):
+                with session_scope(settings) as s:
+                    t0 = time.perf_counter()
+                    claim_batch(s, cid, "bench-claim", settings.batch_size, "bench")
+                    times.append((time.perf_counter() - t0) * 1000)
+                    release_claim(s, "bench-claim")
+            return statistics.median(times)
+
+        figures["claim_ms_first"] = round(claim_ms(), 1)
+
         samples = []
         added_finished = False
         t_send = time.perf_counter()
@@ -201,6 +215,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
             print(f"  {sample}", flush=True)
             time.sleep(2)
         figures["samples"] = samples
+        figures["claim_ms_last"] = round(claim_ms(), 1)
     finally:
         if worker is not None:
             stop(worker)
@@ -226,6 +241,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
         "worker_rss_first_mb": rss_first,
         "worker_rss_last_mb": rss_last,
         "sent_during_measurement": sent,
+        "claim_ms_first": figures["claim_ms_first"],
+        "claim_ms_last": figures["claim_ms_last"],
     }
     figures["summary"] = summary
     rows = [
@@ -242,6 +259,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
         f"{summary['sweep_ms_median_after'] or 0:.1f} ms | no growth |",
         f"| worker RSS per process, first → last sample | {', '.join(f'{v:.0f}' for v in rss_first)} → "
         f"{', '.join(f'{v:.0f}' for v in rss_last)} MB | flat |",
+        f"| a worker's claim ({settings.batch_size} rows), median of 5: at the start → at the end | "
+        f"{summary['claim_ms_first']:.1f} → {summary['claim_ms_last']:.1f} ms | flat |",
         f"| messages sent while measuring ({args.send_seconds:.0f} s) | {sent:,} | |",
     ]
     table = "\n".join(rows)

@@ -239,6 +239,12 @@ class SMTPTransport(Transport):
         more than once"): servers close mid-DATA, before the dot arrives, far more often than
         between accepting a message and saying so. No RSET here: with pipelining the next
         envelope may already be on its way."""
+        if conn.sock is None:
+            # smtplib closed the connection itself when a write failed (the next pipelined
+            # envelope hit a reset): the reply went with it, and `getreply` on a closed
+            # connection is an AttributeError, which would pass for no verdict at all.
+            self._drop()
+            return TemporaryFailure(f"connection lost after the content for {recipient}")
         try:
             code, resp = conn.getreply()
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:

@@ -1,0 +1,374 @@
+"""Attacks on the multi-session streaming path (worker/sending.py with SMTP pipelining across
+messages): faults while four sessions stream, in-process on PostgreSQL (SQLite has one session)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from worker.db import session_scope
+from worker.models import Delivery
+from worker.settings import get_settings, reset_settings
+
+from .factories import make_campaign
+
+
+@pytest.fixture
+def four_sessions(postgres_url, monkeypatch):
+    """PostgreSQL, four sessions forced (no measuring), retries due at once, small batches."""
+    from worker.db import dispose_engines, migrate
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
+    monkeypatch.setenv("NEWSLETTER_BATCH_SIZE", "16")
+    monkeypatch.setenv("NEWSLETTER_RETRY_BASE_DELAY", "0.001")
+    monkeypatch.setenv("NEWSLETTER_RETRY_MAX_DELAY", "0.001")
+    monkeypatch.setenv("NEWSLETTER_MAX_ATTEMPTS", "50")
+    reset_settings()
+    dispose_engines()
+    migrate(get_settings())
+    yield
+    dispose_engines()
+
+
+def ledger(campaign_id: int) -> dict[str, str]:
+    """email -> status of every delivery of the campaign."""
+    from worker.models import Subscriber
+
+    with session_scope() as s:
+        rows = s.execute(
+            select(Subscriber.email, Delivery.status)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.campaign_id == campaign_id)
+        ).all()
+    return {e.lower(): str(st) for e, st in rows}
+
+
+def run_until_settled(sender, campaign_id: int, rounds: int = 400) -> None:  # noqa: ANN001
+    """Run batches until no row is left to send (retries are due at once)."""
+    for _ in range(rounds):
+        sender.run(campaign_id)
+        states = Counter(ledger(campaign_id).values())
+        if not (states["queued"] or states["retry"] or states["claimed"]):
+            return
+    raise AssertionError(f"not settled: {Counter(ledger(campaign_id).values())}")
+
+
+def no_session_threads() -> bool:
+    return not any(t.name.startswith(("send-session-", "ledger-progress")) for t in threading.enumerate())
+
+
+def test_four_streaming_sessions_with_random_faults_send_each_subscriber_once(four_sessions, smtp_server, seed_path):
+    """421/451 on 20% of commands and 5% of connections closed after the final dot, four
+    sessions streaming: the ledger's 'sent' rows are exactly the messages the server accepted,
+    each once; nothing is left 'sending' or 'uncertain' by a worker that survived."""
+    from worker.sending import Sender
+
+    cid = make_campaign(seed_path, 150)
+    h = smtp_server.handler
+    h.random_faults, h.drop_fraction = 0.2, 0.05
+    sender = Sender(get_settings())
+    try:
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    got = h.per_recipient()
+    states = ledger(cid)
+    assert sender.sessions == 4
+    assert max(got.values()) == 1
+    assert {e for e, st in states.items() if st == "sent"} == set(got)
+    assert Counter(states.values()) == {"sent": 150}
+    assert no_session_threads()
+
+
+def test_a_ledger_write_failing_mid_batch_stops_every_session_and_requeues_only_unsent_rows(
+    four_sessions, smtp_server, seed_path, monkeypatch
+):
+    """The grouped write fails after it committed (the reply lost): every session stops, the
+    rows of that group go back to the queue only if their content never left, and no thread is
+    left behind."""
+    from worker.ledger.progress import PostgresProgress
+    from worker.sending import Sender
+
+    cid = make_campaign(seed_path, 60)
+    real = PostgresProgress.write_group
+    calls = Counter()
+
+    def failing(self, writes):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        ours = real(self, writes)
+        if calls["n"] == 6:
+            raise RuntimeError("the database went away after the commit")
+        return ours
+
+    monkeypatch.setattr(PostgresProgress, "write_group", failing)
+    sender = Sender(get_settings())
+    try:
+        with pytest.raises(RuntimeError, match="went away"):
+            sender.run(cid)
+        assert no_session_threads()
+    finally:
+        sender.close()
+    got = smtp_server.handler.per_recipient()
+    states = ledger(cid)
+    assert max(got.values()) == 1
+    # a row back in the queue never had its content sent; a row sent is 'sent' or left 'sending'
+    assert not {e for e, st in states.items() if st == "queued"} & set(got)
+    assert {st for e, st in states.items() if e in got} <= {"sent", "sending"}
+    assert {e for e, st in states.items() if st == "sent"} <= set(got)
+    assert sum(st == "sending" for st in states.values()) <= 4
+
+
+def test_a_421_at_the_final_dot_with_the_next_envelope_behind_it(four_sessions, seed_path, monkeypatch):
+    """421 at a dot closes the connection with the next message's envelope in flight: that
+    message never left, so it is retried (never 'uncertain'); everyone gets one copy in the end."""
+    from worker.sending import Sender
+
+    from .smtp_server import FaultyHandler, SMTPServer
+
+    class Closing(FaultyHandler):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            self.once = {f"reader{i}@example.org" for i in range(0, 60, 7)}
+
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            rcpt = envelope.rcpt_tos[0].lower()
+            with self.lock:
+                hit = rcpt in self.once
+                self.once.discard(rcpt)
+            if hit:
+                server.transport.close()  # after the reply, as a server shutting down does
+                return "421 4.3.2 shutting down"
+            return await super().handle_DATA(server, session, envelope)
+
+    with SMTPServer(Closing()) as server:
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        reset_settings()
+        cid = make_campaign(seed_path, 60)
+        sender = Sender(get_settings())
+        try:
+            run_until_settled(sender, cid)
+        finally:
+            sender.close()
+        got = server.handler.per_recipient()
+    assert got == {f"reader{i}@example.org": 1 for i in range(60)}
+    assert Counter(ledger(cid).values()) == {"sent": 60}
+
+
+def test_a_message_that_cannot_be_built_mid_stream_fails_alone(four_sessions, smtp_server, seed_path, monkeypatch):
+    """A build failure between two streamed messages: the previous verdict is still recorded,
+    that one row fails for good, the rest go once."""
+    from worker.errors import InputError
+    from worker.message import MessageTemplate
+    from worker.sending import Sender
+
+    real = MessageTemplate.build
+
+    def build(self, recipient, date=None):  # noqa: ANN001, ANN202
+        if recipient.email in ("reader5@example.org", "reader6@example.org", "reader30@example.org"):
+            raise InputError("cannot be written")
+        return real(self, recipient, date)
+
+    monkeypatch.setattr(MessageTemplate, "build", build)
+    cid = make_campaign(seed_path, 40)
+    sender = Sender(get_settings())
+    try:
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    states = ledger(cid)
+    bad = {"reader5@example.org", "reader6@example.org", "reader30@example.org"}
+    assert {e for e, st in states.items() if st == "failed"} == bad
+    assert smtp_server.handler.per_recipient() == {e: 1 for e in states if e not in bad}
+    assert {e for e, st in states.items() if st == "sent"} == set(states) - bad
+
+
+def test_a_refused_configuration_mid_stream_pauses_with_nothing_in_flight(
+    four_sessions, smtp_server, seed_path, monkeypatch
+):
+    """ConfigError for one message while four sessions stream: the campaign pauses; every
+    accepted message is 'sent', everything else back in the queue; no row is left 'sending'."""
+    from worker.errors import ConfigError
+    from worker.sending import Sender
+    from worker.transports import smtp
+
+    real = smtp._wire
+
+    def wire(envelope_from, recipient):  # noqa: ANN001, ANN202
+        if recipient == "reader21@example.org":
+            raise ConfigError("the envelope sender is refused")
+        return real(envelope_from, recipient)
+
+    monkeypatch.setattr(smtp, "_wire", wire)
+    cid = make_campaign(seed_path, 80)
+    sender = Sender(get_settings())
+    try:
+        outcome = sender.run(cid)
+    finally:
+        sender.close()
+    assert outcome.stopped and "paused" in outcome.stopped
+    got = smtp_server.handler.per_recipient()
+    states = ledger(cid)
+    assert max(got.values()) == 1
+    assert {e for e, st in states.items() if st == "sent"} == set(got)
+    assert set(states.values()) <= {"sent", "queued"}
+    assert states["reader21@example.org"] == "queued"
+
+
+def test_the_daily_cap_reached_mid_stream(four_sessions, smtp_server, seed_path, redis_url, monkeypatch):
+    """The daily cap runs out while four sessions stream: exactly the cap goes out, the rest
+    wait (no attempt lost, nothing 'sending'), and what went out is 'sent'."""
+    from worker.sending import Sender
+
+    monkeypatch.setenv("NEWSLETTER_SMTP_DAILY_CAP", "25")
+    reset_settings()
+    cid = make_campaign(seed_path, 80)
+    sender = Sender(get_settings())
+    try:
+        outcome = sender.run(cid)
+    finally:
+        sender.close()
+    got = smtp_server.handler.per_recipient()
+    states = ledger(cid)
+    assert len(got) == 25 and max(got.values()) == 1
+    assert outcome.paused_for > 10
+    assert {e for e, st in states.items() if st == "sent"} == set(got)
+    assert set(states.values()) <= {"sent", "queued", "retry"}
+
+
+def test_closing_one_ses_transport_leaves_the_shared_client_working(moto_ses):
+    """Sessions share one botocore client per process: a staff or confirmation email's transport
+    closed in the same process (`with get_transport(...)`) must not break the sessions' client."""
+    from worker.transports.ses import SESTransport
+
+    from .provider_servers import ses_sent, verify_identity
+
+    verify_identity("news@example.org")
+    msg = b"From: news@example.org\r\nTo: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    session = SESTransport("ses://eu-west-1")
+    assert session.send("news@example.org", "a@example.org", msg)
+    with SESTransport("ses://eu-west-1") as other:
+        assert other.send("news@example.org", "b@example.org", msg)
+    assert session.send("news@example.org", "c@example.org", msg)
+    session.close()
+    assert len(ses_sent()) == 3
+
+
+class Resetting:
+    """A server that resets the connection (RST, no reply) at the final dot of each listed
+    recipient, once, and says so on `reset` (the reset has reached the client by then: loopback)."""
+
+    def __init__(self, once: set[str]):
+        import asyncio  # noqa: F401 - aiosmtpd's loop runs the handler
+
+        from .smtp_server import FaultyHandler
+
+        outer = self
+        self.once = set(once)
+        self.reset = threading.Event()
+
+        class Handler(FaultyHandler):
+            async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+                import socket
+                import struct
+
+                rcpt = envelope.rcpt_tos[0].lower()
+                with self.lock:
+                    hit = rcpt in outer.once
+                    outer.once.discard(rcpt)
+                if hit:
+                    sock = server.transport.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    server.transport.abort()
+                    outer.reset.set()
+                    return "250 never seen"
+                return await super().handle_DATA(server, session, envelope)
+
+        self.handler = Handler()
+
+
+def test_a_reset_after_the_dot_is_no_verdict_of_acceptance():
+    """The server resets the connection after a message's final dot; the next pipelined
+    envelope's write fails (smtplib then closes the connection itself). The first message's
+    verdict is a lost connection, not "accepted", and the second fails as a transport error
+    with the connection dropped. (It was an AttributeError from reading the closed connection,
+    and `begin` got None: the first message would have been recorded as sent.)"""
+    import select
+
+    from worker.errors import TemporaryFailure
+    from worker.transports.smtp import SMTPTransport
+
+    from .smtp_server import SMTPServer
+
+    server_side = Resetting({"a@example.org"})
+    verdicts: list[object] = []
+
+    def begin(verdict):  # noqa: ANN001, ANN202
+        verdicts.append(verdict)
+        return lambda: True
+
+    msg = b"Subject: x\r\n\r\nhi\r\n"
+    with SMTPServer(server_side.handler) as server:
+        t = SMTPTransport(server.url, timeout=5)
+        assert t.send_streaming("s@example.org", "a@example.org", msg, begin)
+        assert server_side.reset.wait(5)
+        select.select([t._conn.sock], [], [], 5)  # the reset is in: the socket reads as ready
+        with pytest.raises(TemporaryFailure):
+            t.send_streaming("s@example.org", "b@example.org", msg, begin)
+        assert t._conn is None
+        assert t.send_streaming("s@example.org", "c@example.org", msg, begin)
+        assert t.finish() is None
+        t.close()
+    assert verdicts[0] is None and isinstance(verdicts[1], TemporaryFailure)
+    assert "a@example.org" in str(verdicts[1])
+    assert server_side.handler.per_recipient() == {"c@example.org": 1}
+
+
+def test_a_reset_after_the_dot_mid_campaign_loses_and_strands_nobody(four_sessions, seed_path, monkeypatch):
+    """The same reset inside a campaign: the reset message is retried, not recorded as sent
+    unseen (it was: that subscriber never got it); the next one is not left 'sending' (uncertain
+    for the sweeper) although its content never left; the batch does not crash (it raised
+    AttributeError); everyone gets one copy. One session, so "the next message" is fixed."""
+    import select
+
+    from worker.message import MessageTemplate
+    from worker.sending import Sender
+
+    from .smtp_server import SMTPServer
+
+    victims = {f"reader{i}@example.org" for i in (3, 17, 29)}
+    server_side = Resetting(victims)
+    real = MessageTemplate.build
+    after_victim = threading.local()
+
+    def build(self, recipient, date=None):  # noqa: ANN001, ANN202
+        # The session's next message waits until the server has reset the previous one's
+        # connection, so its envelope meets the reset (at full speed it may or may not); not
+        # when that one was its batch's last (its verdict already read).
+        waiting, after_victim.yes = getattr(after_victim, "yes", False), False
+        t = sender.transport
+        if waiting and t._pending is not None:
+            assert server_side.reset.wait(5)
+            select.select([t._conn.sock], [], [], 5)  # the reset is in: the socket reads as ready
+        server_side.reset.clear()
+        with server_side.handler.lock:  # a victim's first message only: the reset is once
+            after_victim.yes = recipient.email in server_side.once
+        return real(self, recipient, date)
+
+    monkeypatch.setattr(MessageTemplate, "build", build)
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "1")  # one stream: "the next" is fixed
+    with SMTPServer(server_side.handler) as server:
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        reset_settings()
+        cid = make_campaign(seed_path, 40)
+        sender = Sender(get_settings())
+        try:
+            run_until_settled(sender, cid)
+        finally:
+            sender.close()
+        got = server.handler.per_recipient()
+    assert got == {f"reader{i}@example.org": 1 for i in range(40)}
+    assert Counter(ledger(cid).values()) == {"sent": 40}

@@ -372,3 +372,109 @@ def test_a_reset_after_the_dot_mid_campaign_loses_and_strands_nobody(four_sessio
         got = server.handler.per_recipient()
     assert got == {f"reader{i}@example.org": 1 for i in range(40)}
     assert Counter(ledger(cid).values()) == {"sent": 40}
+
+
+@pytest.mark.parametrize("how", ["pause", "cancel"])
+def test_pausing_or_cancelling_while_four_sessions_stream(four_sessions, smtp_server, seed_path, how):
+    """Staff stop the campaign after the 20th message while four sessions stream: every session
+    stops (within the status check), what went out is 'sent', nothing is left 'sending' or
+    'claimed', and the rest waits (paused) or is cancelled."""
+    from worker.ledger.control import cancel, pause
+    from worker.sending import Sender
+
+    cid = make_campaign(seed_path, 600)
+    h = smtp_server.handler
+    h.reply_delay = 0.01  # a little distance, so the campaign outlasts the status check
+    seen = Counter()
+
+    def stop_at_20(rcpts):  # noqa: ANN001, ANN202
+        with h.lock:
+            seen["n"] += 1
+            now = seen["n"] == 20
+        if now:
+            with session_scope() as s:
+                pause(s, cid, "staff") if how == "pause" else cancel(s, cid, "staff")
+
+    h.on_data = stop_at_20
+    sender = Sender(get_settings())
+    try:
+        sender.run(cid)
+    finally:
+        sender.close()
+    got = h.per_recipient()
+    states = ledger(cid)
+    assert 20 <= len(got) < 600 and max(got.values()) == 1
+    assert {e for e, st in states.items() if st == "sent"} == set(got)
+    rest = "queued" if how == "pause" else "cancelled"
+    assert set(states.values()) == {"sent", rest}
+    assert no_session_threads()
+
+
+def test_silence_after_a_dot_mid_stream_makes_that_one_uncertain(four_sessions, seed_path, monkeypatch):
+    """A server silent after one final dot (past the timeout) while the session's next envelope
+    is behind it: that message is 'uncertain' (it may have arrived), the next one, whose content
+    never left, is retried and sent, and nobody else is uncertain."""
+    import asyncio
+
+    from worker.sending import Sender
+
+    from .smtp_server import FaultyHandler, SMTPServer
+
+    class Silent(FaultyHandler):
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            with self.lock:
+                hit = envelope.rcpt_tos[0].lower() == "reader5@example.org" and not self.attempts["silent"]
+                self.attempts["silent"] += hit
+            if hit:
+                await asyncio.sleep(2.5)  # the server's behaviour: past the client's 1 s timeout
+            return await super().handle_DATA(server, session, envelope)
+
+    with SMTPServer(Silent()) as server:
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        monkeypatch.setenv("NEWSLETTER_SMTP_TIMEOUT", "1")
+        reset_settings()
+        cid = make_campaign(seed_path, 40)
+        sender = Sender(get_settings())
+        try:
+            run_until_settled(sender, cid)
+        finally:
+            sender.close()
+        states = ledger(cid)
+        assert states.pop("reader5@example.org") == "uncertain"
+        assert set(states.values()) == {"sent"}
+        got = server.handler.per_recipient()
+        assert {e: n for e, n in got.items() if e != "reader5@example.org"} == {e: 1 for e in states}
+
+
+def test_a_throttled_dot_costs_the_envelope_behind_it_no_attempt(four_sessions, seed_path, monkeypatch):
+    """421 "rate" at a final dot closes the connection with the next message's envelope in
+    flight, unanswered. Throttling never brings a recipient nearer to 'failed', so neither
+    message spends an attempt: with one attempt allowed, both are still sent (the next one
+    was failed for good, never refused by anyone)."""
+    from worker.sending import Sender
+
+    from .smtp_server import FaultyHandler, SMTPServer
+
+    class RateAtTheDot(FaultyHandler):
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            with self.lock:
+                hit = envelope.rcpt_tos[0].lower() == "reader3@example.org" and not self.attempts["rate"]
+                self.attempts["rate"] += hit
+            if hit:
+                return "421 4.7.28 unusual rate of mail, try again later"
+            return await super().handle_DATA(server, session, envelope)
+
+    with SMTPServer(RateAtTheDot()) as server:
+        monkeypatch.setenv("NEWSLETTER_MAIL_URL", server.url)
+        monkeypatch.setenv("NEWSLETTER_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "1")  # one stream: reader4 is behind reader3
+        reset_settings()
+        cid = make_campaign(seed_path, 10)
+        sender = Sender(get_settings())
+        try:
+            run_until_settled(sender, cid)
+        finally:
+            sender.close()
+        assert server.handler.attempts["rate"] == 1
+        assert server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(10)}
+    assert Counter(ledger(cid).values()) == {"sent": 10}

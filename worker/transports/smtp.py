@@ -200,13 +200,15 @@ class SMTPTransport(Transport):
         try:
             conn.send(f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
         except OSError as exc:
-            begin(self.finish())  # its write records the previous verdict; this one fails below
+            previous = self.finish()
+            begin(previous)  # its write records the previous verdict; this one fails below
             self._drop()
-            raise TemporaryFailure(f"connection lost while sending to {rcpt}: {exc}") from exc
+            raise _unanswered(previous, f"connection lost while sending to {rcpt}: {exc}") from exc
         body = _dot_stuffed(message)  # while the server answers
-        ours = begin(self.finish())  # the previous message's reply came back with this envelope's
+        previous = self.finish()  # the previous message's reply came back with this envelope's
+        ours = begin(previous)
         if self._conn is None:  # that reply broke the connection: this envelope went with it
-            raise TemporaryFailure(f"connection lost before the envelope for {rcpt} was answered")
+            raise _unanswered(previous, f"connection lost before the envelope for {rcpt} was answered")
         try:
             mail, to, data = conn.getreply(), conn.getreply(), conn.getreply()
             self._envelope_verdict(conn, mail, to, data, rcpt)
@@ -397,6 +399,16 @@ def _wire(envelope_from: str, recipient: str) -> tuple[str, str]:
         return wire_address(envelope_from), wire_address(recipient)
     except InputError as exc:
         raise PermanentFailure(f"cannot address {recipient!r}: {exc}", suppress=False) from None
+
+
+def _unanswered(previous: Exception | None, why: str) -> TemporaryFailure:
+    """The failure of a pipelined envelope the server never answered because the connection went
+    with the previous message's verdict: Throttled when that verdict was (a 421 "rate" closes the
+    connection), so this message too waits out the pause without spending an attempt; it was
+    never judged."""
+    if isinstance(previous, Throttled):
+        return Throttled(f"{why} ({previous})", code=previous.code, retry_after=previous.retry_after)
+    return TemporaryFailure(why)
 
 
 def _dot_stuffed(message: bytes) -> bytes:

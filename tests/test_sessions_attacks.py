@@ -14,6 +14,7 @@ from worker.models import Delivery
 from worker.settings import get_settings, reset_settings
 
 from .factories import make_campaign
+from .test_dkim import dkim_key  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -478,3 +479,72 @@ def test_a_throttled_dot_costs_the_envelope_behind_it_no_attempt(four_sessions, 
         assert server.handler.attempts["rate"] == 1
         assert server.handler.per_recipient() == {f"reader{i}@example.org": 1 for i in range(10)}
     assert Counter(ledger(cid).values()) == {"sent": 10}
+
+
+def test_dkim_signed_messages_from_four_streaming_sessions_verify_and_equal_the_render(
+    four_sessions,
+    smtp_server,
+    seed_path,
+    dkim_key,  # noqa: F811 - test_dkim's fixture
+):
+    """DKIM wraps each session's SMTP transport in the streaming path: every message arrives
+    signed, the signature verifies, and under it are exactly the bytes `render --to` builds."""
+    from worker.episodes import load_episode
+    from worker.message import Recipient, compose, without_date
+    from worker.models import Campaign
+    from worker.sending import Sender
+
+    from .test_dkim import verified
+
+    cid = make_campaign(seed_path, 60)
+    sender = Sender(get_settings())
+    try:
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    received = smtp_server.handler.received
+    assert sorted(r.rcpt for r in received) == sorted(f"reader{i}@example.org" for i in range(60))
+    settings = get_settings()
+    with session_scope() as s:
+        as_of = s.get(Campaign, cid).as_of
+    template = compose(load_episode(seed_path, settings.tz), settings, as_of=as_of)
+    for r in received:
+        assert r.data.startswith(b"DKIM-Signature:") and verified(r.data, dkim_key)
+        unsigned = r.data[r.data.index(b"\r\nFrom:") + 2 :]
+        i = int(r.rcpt.removeprefix("reader").split("@")[0])
+        expected, _ = template.build(Recipient(r.rcpt, f"Reader {i}"))
+        assert without_date(unsigned) == without_date(expected)
+
+
+def test_a_message_that_cannot_be_signed_fails_alone(
+    four_sessions,
+    smtp_server,
+    seed_path,
+    dkim_key,  # noqa: F811 - test_dkim's fixture
+    monkeypatch,
+):
+    """Signing one message fails (dkimpy raises) while four sessions stream: that delivery fails,
+    as a message that cannot be built does, instead of crashing every session and leaving its
+    row 'sending' (uncertain for the sweeper) though nothing of it left."""
+    from worker.dkim import Signer
+    from worker.sending import Sender
+
+    real = Signer.sign
+
+    def sign(self, message):  # noqa: ANN001, ANN202
+        if b"To: Reader 7 <reader7@example.org>" in message:
+            raise ValueError("dkimpy could not canonicalise this message")
+        return real(self, message)
+
+    monkeypatch.setattr(Signer, "sign", sign)
+    cid = make_campaign(seed_path, 40)
+    sender = Sender(get_settings())
+    try:
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    states = ledger(cid)
+    assert states.pop("reader7@example.org") == "failed"
+    assert set(states.values()) == {"sent"}
+    assert smtp_server.handler.per_recipient() == {e: 1 for e in states}
+    assert no_session_threads()

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ..errors import Throttled
+from ..errors import NewsletterError, PermanentFailure, Throttled
 from .base import Transport
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class Wrapper(Transport):
     def send(
         self, envelope_from: str, recipient: str, message: bytes, confirm: Callable[[], bool] | None = None
     ) -> bool:
-        return self.inner.send(envelope_from, recipient, self.prepare(message), confirm)
+        return self.inner.send(envelope_from, recipient, self._prepared(message), confirm)
 
     def send_streaming(
         self,
@@ -40,11 +40,24 @@ class Wrapper(Transport):
         begin: Callable[[Exception | None], Callable[[], bool]],
     ) -> bool:
         try:
-            prepared = self.prepare(message)
+            prepared = self._prepared(message)
         except Exception:
             begin(self.inner.finish())  # the contract: `begin` comes before this message's error
             raise
         return self.inner.send_streaming(envelope_from, recipient, prepared, begin)
+
+    def _prepared(self, message: bytes) -> bytes:
+        """`prepare`, with anything but our own errors (Throttled, ConfigError) made this one
+        delivery's PermanentFailure: a library refusing one message (dkimpy) fails it, as a
+        message that cannot be built does, rather than every session of the batch, with its row
+        left 'sending' for the sweeper to call uncertain though nothing of it left."""
+        try:
+            return self.prepare(message)
+        except NewsletterError:
+            raise
+        except Exception as exc:
+            log.exception("%s cannot prepare a message", type(self).__name__)
+            raise PermanentFailure(f"cannot prepare the message: {type(exc).__name__}: {exc}", suppress=False) from exc
 
     def finish(self) -> Exception | None:
         return self.inner.finish()

@@ -62,7 +62,10 @@ def no_session_threads() -> bool:
     return not any(t.name.startswith(("send-session-", "ledger-progress")) for t in threading.enumerate())
 
 
-def test_four_streaming_sessions_with_random_faults_send_each_subscriber_once(four_sessions, smtp_server, seed_path):
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_four_streaming_sessions_with_random_faults_send_each_subscriber_once(
+    four_sessions, smtp_server, seed_path, seed
+):
     """421/451 on 20% of commands and 5% of connections closed after the final dot, four
     sessions streaming: the ledger's 'sent' rows are exactly the messages the server accepted,
     each once; nothing is left 'sending' or 'uncertain' by a worker that survived."""
@@ -71,6 +74,8 @@ def test_four_streaming_sessions_with_random_faults_send_each_subscriber_once(fo
     cid = make_campaign(seed_path, 150)
     h = smtp_server.handler
     h.random_faults, h.drop_fraction = 0.2, 0.05
+    h._rng.seed(seed)
+    h.reply_delay = 0.002 * (seed - 1)  # loopback, then a little distance: other interleavings
     sender = Sender(get_settings())
     try:
         run_until_settled(sender, cid)
@@ -548,3 +553,30 @@ def test_a_message_that_cannot_be_signed_fails_alone(
     assert set(states.values()) == {"sent"}
     assert smtp_server.handler.per_recipient() == {e: 1 for e in states}
     assert no_session_threads()
+
+
+def test_refusals_at_the_dot_and_at_rcpt_between_streamed_messages(four_sessions, smtp_server, seed_path):
+    """552/554 at final dots and 550 at RCPT, interleaved while four sessions stream (a refused
+    RCPT arrives while the previous message's verdict is still unread): each refusal lands on
+    its own row, only RCPT refusals suppress, and every other subscriber gets one copy."""
+    from worker.models import Subscriber
+    from worker.sending import Sender
+
+    h = smtp_server.handler
+    at_dot = {f"reader{i}@example.org" for i in range(1, 60, 6)}
+    at_rcpt = {f"reader{i}@example.org" for i in range(2, 60, 6)}
+    h.data_replies = {e: ("552 5.3.4 message too big" if i % 2 else "554 5.7.1 spam") for i, e in enumerate(at_dot)}
+    h.permfail |= at_rcpt
+    cid = make_campaign(seed_path, 60)
+    sender = Sender(get_settings())
+    try:
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    states = ledger(cid)
+    assert {e for e, st in states.items() if st == "failed"} == at_dot | at_rcpt
+    assert h.per_recipient() == {e: 1 for e, st in states.items() if st == "sent"}
+    assert len(h.per_recipient()) == 60 - len(at_dot | at_rcpt)
+    with session_scope() as s:
+        suppressed = {e.lower() for e in s.scalars(select(Subscriber.email).where(Subscriber.status != "active"))}
+    assert suppressed == at_rcpt

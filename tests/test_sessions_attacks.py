@@ -580,3 +580,42 @@ def test_refusals_at_the_dot_and_at_rcpt_between_streamed_messages(four_sessions
     with session_scope() as s:
         suppressed = {e.lower() for e in s.scalars(select(Subscriber.email).where(Subscriber.status != "active"))}
     assert suppressed == at_rcpt
+
+
+def test_a_server_that_drops_what_follows_a_dot_costs_one_timeout_not_every_other_message():
+    """A server that says PIPELINING but discards its input once it has answered a final dot
+    loses the envelope streamed behind it. That costs one timeout; from then on the transport
+    sends each message on its own (it cost a timeout and an attempt every other message, so
+    with enough attempts spent a subscriber could fail for good, refused by nobody)."""
+    import asyncio
+
+    from worker.errors import TemporaryFailure
+    from worker.transports.smtp import SMTPTransport
+
+    from .smtp_server import FaultyHandler, SMTPServer
+
+    class Discarding(FaultyHandler):
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+            # aiosmtpd's own input buffer (private): wait briefly for a pipelined envelope, then
+            # throw away whatever is there, as such a server does
+            for _ in range(40):
+                if b"MAIL FROM" in bytes(server._reader._buffer):
+                    break
+                await asyncio.sleep(0.005)
+            server._reader._buffer.clear()
+            return await super().handle_DATA(server, session, envelope)
+
+    outcomes: list[object] = []
+    msg = b"Subject: x\r\n\r\nhi\r\n"
+    with SMTPServer(Discarding()) as server:
+        t = SMTPTransport(server.url, timeout=1)
+        for r in "abcde":
+            try:
+                outcomes.append(t.send_streaming("s@example.org", f"{r}@example.org", msg, lambda v: lambda: True))
+            except TemporaryFailure as exc:
+                outcomes.append(type(exc).__name__)
+        assert t.finish() is None
+        t.close()
+        got = server.handler.per_recipient()
+    assert outcomes == [True, "TemporaryFailure", True, True, True]
+    assert got == {f"{r}@example.org": 1 for r in "acde"}

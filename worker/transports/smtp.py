@@ -11,6 +11,7 @@ permanent failure for that recipient when the server does not offer it.
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import socket
@@ -30,6 +31,8 @@ from ..errors import (
 )
 from ..headers import needs_smtputf8, wire_address
 from .base import Transport
+
+log = logging.getLogger(__name__)
 
 IDLE_CHECK_AFTER = 15.0  # seconds; a connection unused for longer gets a NOOP first
 _UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")  # anything that could end or split `RCPT TO:<...>`
@@ -58,6 +61,9 @@ class SMTPTransport(Transport):
         self._conn: smtplib.SMTP | None = None
         self._last_used = 0.0
         self._pending: str | None = None  # the recipient whose final reply is still unread
+        # False once the server lost an envelope sent behind a final dot (`_stream`): it says
+        # PIPELINING but drops what follows the dot, so each message goes on its own from then on.
+        self.streams = True
 
     # -- connection --------------------------------------------------------------------------
 
@@ -195,8 +201,9 @@ class SMTPTransport(Transport):
         sender, rcpt = _wire(envelope_from, recipient)
         conn = self._conn if self._pending is not None and self._conn is not None else self._connection()
         options = self._mail_options(conn, sender, rcpt, message)
-        if not conn.has_extn("pipelining"):
+        if not conn.has_extn("pipelining") or not self.streams:
             return self.send(envelope_from, recipient, message, confirm=begin(self.finish()))
+        behind_a_dot = self._pending is not None
         try:
             conn.send(f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
         except OSError as exc:
@@ -210,7 +217,16 @@ class SMTPTransport(Transport):
         if self._conn is None:  # that reply broke the connection: this envelope went with it
             raise _unanswered(previous, f"connection lost before the envelope for {rcpt} was answered")
         try:
-            mail, to, data = conn.getreply(), conn.getreply(), conn.getreply()
+            try:
+                mail = conn.getreply()
+            except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
+                if behind_a_dot and _timed_out(exc):
+                    # The dot was answered, the envelope behind it never: a server that discards
+                    # input after a dot would cost a timeout (and an attempt) every other message.
+                    self.streams = False
+                    log.warning("%s lost an envelope sent behind a final dot: no more streaming to it", self.host)
+                raise
+            to, data = conn.getreply(), conn.getreply()
             self._envelope_verdict(conn, mail, to, data, rcpt)
             if not self._confirmed(ours):
                 self._drop()  # inside DATA there is no clean way back (see _send_pipelined)
@@ -251,8 +267,7 @@ class SMTPTransport(Transport):
             code, resp = conn.getreply()
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            # smtplib reports a read timeout as SMTPServerDisconnected raised from TimeoutError
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            if _timed_out(exc):
                 return DeliveryUncertain(
                     f"no reply from {self.host} within {self.timeout:.0f} s of the content for {recipient}"
                 )
@@ -399,6 +414,11 @@ def _wire(envelope_from: str, recipient: str) -> tuple[str, str]:
         return wire_address(envelope_from), wire_address(recipient)
     except InputError as exc:
         raise PermanentFailure(f"cannot address {recipient!r}: {exc}", suppress=False) from None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A read timeout (smtplib reports one as SMTPServerDisconnected raised from TimeoutError)."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
 
 
 def _unanswered(previous: Exception | None, why: str) -> TemporaryFailure:

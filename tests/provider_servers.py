@@ -32,6 +32,7 @@ class Logged:
     at: float
     status: int
     recipient: str = ""
+    peer: tuple | None = None  # the client's (address, port): which connection asked
 
 
 @dataclass
@@ -83,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeout tests)
             self.close_connection = True
         with self.server.state.lock:
-            self.server.state.log.append(Logged(time.time(), status, rcpt))
+            self.server.state.log.append(Logged(time.time(), status, rcpt, self.client_address))
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -198,3 +198,27 @@ def test_ses_unverified_sender_pauses_the_campaign(moto_ses, redis_url, quick, s
     _, cid = start_campaign(stack, seed_path)
     assert_paused_blaming_nobody(cid, stack, "ses refused our sender")
     assert ses_sent() == []
+
+
+def test_several_sessions_through_an_http_provider_deliver_exactly_once(
+    postgres_url, redis_url, quick, seed_path, monkeypatch
+):
+    """Four sessions of one process, each with its own HTTP client, against the provider's
+    stand-in: everyone once, the provider's id on every row, a connection per session."""
+    from worker.db import migrate
+    from worker.sending import Sender
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
+    with ProviderServer() as server:
+        use(monkeypatch, f"postmark://pm-token@?endpoint={server.url}")
+        settings = get_settings()
+        migrate(settings)
+        emails = seed_subscribers(N)
+        cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id
+        sender = Sender(settings)
+        outcome = sender.run(cid)
+        sender.close()
+        assert outcome.sent == N
+        assert len({e.peer for e in server.state.log}) >= 2  # several connections
+        assert_exactly_once(cid, emails, server.state.per_recipient())

@@ -252,6 +252,23 @@ def sessions_in_flight(log: Path, fixed: int) -> int:
     return sum(chosen.values()) or fixed
 
 
+def seed_subscribers(settings, n: int) -> None:  # noqa: ANN001 - worker.settings.Settings
+    """N active subscribers reader1..readerN@example.org in one statement (PostgreSQL)."""
+    import sqlalchemy as sa
+
+    from worker.db import session_scope
+
+    with session_scope(settings) as s:
+        s.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, email_key, name, status, status_reason, created_at, "
+                "updated_at) SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', "
+                "'Reader ' || g, 'active', '', now(), now() FROM generate_series(1, :n) g"
+            ),
+            {"n": n},
+        )
+
+
 def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None = None) -> dict:
     import redis
     import sqlalchemy as sa
@@ -279,15 +296,7 @@ def run_pipeline(n: int, workdir: Path, rtt_ms: float = 0, sessions: int | None 
     dispose_engines()
     settings = get_settings()
     migrate(settings)
-    with session_scope(settings) as s:  # seeding is set-up, not measured
-        s.execute(
-            sa.text(
-                "INSERT INTO subscribers (email, email_key, name, status, status_reason, created_at, "
-                "updated_at) SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', "
-                "'Reader ' || g, 'active', '', now(), now() FROM generate_series(1, :n) g"
-            ),
-            {"n": n},
-        )
+    seed_subscribers(settings, n)  # set-up, not measured
     log = workdir / f"worker-{n}.log"
     with open(log, "wb") as fh:
         worker = subprocess.Popen(

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.campaign import PG, REDIS, Sink, bench_env, proc_tree, stop, wait_ready  # noqa: E402
+from benchmarks.campaign import PG, REDIS, Sink, bench_env, proc_tree, seed_subscribers, stop, wait_ready  # noqa: E402
 
 EPISODE = ROOT / "tests" / "fixtures" / "episodes" / "sample-episode.txt"
 
@@ -125,15 +125,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
     worker = None
     figures: dict = {"n": args.n, "cores": os.cpu_count()}
     try:
-        with session_scope(settings) as s:
-            s.execute(
-                sa.text(
-                    "INSERT INTO subscribers (email, email_key, name, status, status_reason, created_at, updated_at) "
-                    "SELECT 'reader' || g || '@example.org', 'reader' || g || '@example.org', 'Reader ' || g, "
-                    "'active', '', now(), now() FROM generate_series(1, :n) g"
-                ),
-                {"n": args.n},
-            )
+        seed_subscribers(settings, args.n)
         with admin.connect() as c:
             c.exec_driver_sql(f"ANALYZE {schema}.subscribers")
         print(f"seeded {args.n:,} subscribers; publishing …", flush=True)

@@ -276,8 +276,13 @@ class Sender:
                     log.warning("campaign %s: %s; leaving the batch", campaign_id, exc)
                     outcome.stopped = f"claim expired: {exc}"
                 finally:
-                    progress.close()
-                    release_claim(session, token, batch.unsent)
+                    try:
+                        progress.close()
+                    finally:
+                        # A statement that failed (the database went away) leaves the session
+                        # unusable until rolled back; the release must still run if it can.
+                        session.rollback()
+                        release_claim(session, token, batch.unsent, batch.unrecorded)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s on %d session(s)",
@@ -428,8 +433,12 @@ class Sender:
                 # round trips overlap.
                 nonlocal finished
                 settle(verdict)
-                ours = batch.confirm(progress.start(token, row.id, finished), row.id, self._wait_out_pause)
-                finished = None
+                record, finished = finished, None
+                try:
+                    ours = batch.confirm(progress.start(token, row.id, record), row.id, self._wait_out_pause, record)
+                except BaseException:
+                    batch.note_unrecorded(record)
+                    raise
                 confirms.append(ours)
                 return ours
 
@@ -468,7 +477,11 @@ class Sender:
                 break
         settle(transport.finish())
         if finished:
-            progress.sent(token, *finished)
+            try:
+                progress.sent(token, *finished)
+            except BaseException:
+                batch.note_unrecorded(finished)
+                raise
 
     def _wait_out_pause(self) -> None:
         """A throttling pause that began while this message's envelope and ledger write were
@@ -522,6 +535,9 @@ class _Batch:
         self.work = deque(rows)
         self.stop = threading.Event()
         self.unsent: list[int] = []  # rows written 'sending' whose content never left
+        # (id, Message-ID) of messages the server accepted whose 'sent' write failed with the
+        # write that carried it (the database went away): recorded again at the release.
+        self.unrecorded: list[tuple[int, str]] = []
 
     def rows(self) -> Iterator[Claimed]:
         """The next row not started by any session, until none is left (popleft is atomic)."""
@@ -535,15 +551,25 @@ class _Batch:
         """A row taken but not started: the next session (or the release) gets it."""
         self.work.appendleft(row)
 
+    def note_unrecorded(self, record: tuple[int, str] | None) -> None:
+        """A write carrying `record` (an accepted message's id and Message-ID) failed."""
+        if record is not None:
+            self.unrecorded.append(record)
+
     def confirm(
-        self, ours: Callable[[], bool], delivery_id: int, before_content: Callable[[], None]
+        self,
+        ours: Callable[[], bool],
+        delivery_id: int,
+        before_content: Callable[[], None],
+        record: tuple[int, str] | None = None,
     ) -> Callable[[], bool]:
         """`ours`, noting the row as unsent when its write's confirmation fails on the first
         call: that call comes before any content (the transport's go-ahead, or the check of a
         message that was never handed over), so nothing was sent. A later call may follow the
         content, and its failure leaves the row 'sending' for the sweeper to call uncertain.
         `before_content` runs at the first call, before the answer is read (the last moment
-        before the content would leave)."""
+        before the content would leave). `record`: the accepted message the same write marks
+        sent, noted as unrecorded when the write fails."""
         asked = False
 
         def confirmed() -> bool:
@@ -556,6 +582,7 @@ class _Batch:
                 return ours()
             except BaseException:
                 self.unsent.append(delivery_id)
+                self.note_unrecorded(record)
                 raise
 
         return confirmed

@@ -9,8 +9,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Select, delete, func, literal, select, union_all, update
+from sqlalchemy import Select, Table, bindparam, delete, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from ..clock import db_now, seconds_until
@@ -171,12 +172,30 @@ def next_due_in(session: Session, campaign_id: int) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-def release_claim(session: Session, token: str, unsent: Sequence[int] = ()) -> None:
+def release_claim(
+    session: Session, token: str, unsent: Sequence[int] = (), unrecorded: Sequence[tuple[int, str]] = ()
+) -> None:
     """End of a batch: rows still only claimed (not attempted) go back to the queue, and so do
     `unsent` rows: marked 'sending' but known to have had no content sent (their write's
     confirmation never came, so the session stopped before the content); their attempt is given
-    back. Each only while it is still this claim's and 'sending'."""
+    back. Each only while it is still this claim's and 'sending'. `unrecorded`: (id, Message-ID)
+    of messages the server accepted whose 'sent' write was lost with its connection; they are
+    marked sent now, also when the sweeper has called them uncertain meanwhile (all in one
+    commit)."""
     now = db_now(session)
+    if unrecorded:
+        table = cast(Table, Delivery.__table__)
+        session.connection().execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("b_id"),
+                table.c.claim_token == token,
+                # (not IN: an expanding parameter cannot be used with executemany)
+                or_(table.c.status == D.SENDING, table.c.status == D.UNCERTAIN),
+            )
+            .values(status=D.SENT, message_id=bindparam("b_mid"), sent_at=now, last_error=None, updated_at=now),
+            [{"b_id": i, "b_mid": mid} for i, mid in unrecorded],
+        )
     if unsent:
         session.execute(
             update(Delivery)

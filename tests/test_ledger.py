@@ -154,6 +154,57 @@ def test_a_write_nobody_waited_for_keeps_its_answer(database, seed_path):
         assert counts(s, cid)["sending"] == 2
 
 
+# A commit that fails after the server has sent the statement's rows: a deferred constraint
+# trigger raises at commit (Sync), once (a sequence is outside the transaction), for the row it
+# names. It stands for a backend killed between CommandComplete and its commit.
+REFUSE_COMMIT_ONCE = """
+CREATE SEQUENCE refuse_once;
+CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('refuse_once') = 1 THEN RAISE EXCEPTION 'commit refused for delivery %', NEW.id; END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_commit AFTER UPDATE ON deliveries DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.status = 'sending' AND NEW.id = {id}) EXECUTE FUNCTION refuse_commit();
+"""
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_rows_returned_by_a_write_whose_commit_fails_are_no_go_ahead(postgres_url, seed_path, grouped):
+    """PostgreSQL sends a statement's rows before its autocommit transaction commits; a commit
+    that then fails (here a deferred trigger; in life a backend killed in between) rolls the
+    write back, so the row is still only 'claimed'. The writer must say so (raise), not hand
+    the rows over as a go-ahead: content sent on them went to a row the release puts back in
+    the queue, and was sent again."""
+    import psycopg
+
+    dispose_engines()
+    migrate(get_settings())
+    cid = make_campaign(seed_path, 3)
+    with session_factory()() as s:
+        rows = claim_batch(s, cid, "t", 3, "w")
+        s.execute(text(REFUSE_COMMIT_ONCE.format(id=rows[1].id)))
+        s.commit()
+    progress = ProgressWriter.open(get_engine())
+    try:
+        assert progress.start("t", rows[0].id, None)()
+        with pytest.raises(psycopg.Error, match="commit refused"):
+            if grouped:
+                progress.write_group([("t", rows[1].id, (rows[0].id, "<a@x>")), ("t", rows[2].id, None)])
+            else:
+                progress.start("t", rows[1].id, (rows[0].id, "<a@x>"))()
+        # the connection is still good after a refused commit: the next write goes through
+        assert progress.start("t", rows[2].id if not grouped else rows[1].id, None)()
+    finally:
+        progress.close()
+    with session_scope() as s:
+        statuses = dict(s.execute(select(Delivery.id, Delivery.status)).all())
+    if grouped:  # the whole group was rolled back, row 2's move with it; row 1 went on later
+        assert statuses == {rows[0].id: "sending", rows[1].id: "sending", rows[2].id: "claimed"}
+    else:
+        assert statuses == {rows[0].id: "sending", rows[1].id: "claimed", rows[2].id: "sending"}
+
+
 def test_live_claims_are_left_alone(database, seed_path):
     cid = make_campaign(seed_path, 10)
     with session_factory()() as s:

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import text as sa_text
 
 from worker.db import session_scope
 from worker.models import Delivery
@@ -125,6 +126,31 @@ def test_a_ledger_write_failing_mid_batch_stops_every_session_and_requeues_only_
     assert not {e for e, st in states.items() if st == "queued"} & set(got)
     assert {e for e, st in states.items() if st == "sent"} == set(got)
     assert "sending" not in states.values()
+
+
+def test_a_go_ahead_whose_commit_fails_sends_no_content(four_sessions, smtp_server, seed_path):
+    """The grouped write's rows come back but its commit fails (a backend killed between the
+    two, here a deferred trigger): the row is still only 'claimed', so its content must not
+    leave; the batch stops, the row goes back to the queue and is sent once by the next run."""
+    from worker.sending import Sender
+
+    from .test_ledger import REFUSE_COMMIT_ONCE
+
+    cid = make_campaign(seed_path, 40)
+    with session_scope() as s:
+        target = s.scalars(select(Delivery.id).where(Delivery.campaign_id == cid).order_by(Delivery.id)).all()[20]
+        s.execute(sa_text(REFUSE_COMMIT_ONCE.format(id=target)))
+    sender = Sender(get_settings())
+    try:
+        with pytest.raises(Exception, match="commit refused"):
+            sender.run(cid)
+        assert no_session_threads()
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    got = smtp_server.handler.per_recipient()
+    assert len(got) == 40 and max(got.values()) == 1
+    assert Counter(ledger(cid).values()) == {"sent": 40}
 
 
 def test_database_connections_killed_mid_batch_lose_no_record(four_sessions, smtp_server, seed_path, monkeypatch):

@@ -163,6 +163,42 @@ class PostgresProgress(ProgressWriter):
             raise errors.error_from_result(result)
         return result
 
+    def _committed(self, what: str) -> Any:
+        """The result of the statement in flight, once its transaction has committed; raises
+        the database's error otherwise (ClaimExpired past the lease, the connection given up).
+
+        In autocommit the server sends a statement's rows and CommandComplete *before* it
+        commits, at Sync, and says so with ReadyForQuery (PostgreSQL protocol, "Extended
+        Query"). A backend that dies in between (pg_terminate_backend, a crash) or a commit
+        that fails (a deferred constraint) rolls the statement back after libpq has handed
+        over its rows. So every result up to the end is read, an error after the rows wins, and
+        the connection must be idle at the end: rows a commit never kept are not a go-ahead."""
+        from psycopg import errors, pq
+
+        first: Any = None
+        failed: Any = None
+        while True:
+            if self._lease is not None:
+                try:
+                    await_reply(self._pq, self._lease, what)  # the commit's wait counts too
+                except ClaimExpired:
+                    self._abandon()
+                    raise
+            result = self._pq.get_result()
+            if result is None:
+                break
+            if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+                failed = failed or result
+            elif first is None:
+                first = result
+        if failed is not None:
+            raise errors.error_from_result(failed)
+        if first is None or self._pq.transaction_status != pq.TransactionStatus.IDLE:
+            raise errors.OperationalError(
+                f"no commit confirmed for {what}: {self._pq.get_error_message() or 'the connection was lost'}"
+            )
+        return first
+
     def start(self, token: str, delivery_id: int, finished: tuple[int, str] | None) -> Callable[[], bool]:
         self._settle()  # a previous start nobody waited for (an error path)
         prev, mid = finished if finished else (None, None)
@@ -182,13 +218,8 @@ class PostgresProgress(ProgressWriter):
         self._answer = answer
 
         def ours() -> bool:
-            if self._lease is not None and self._answer is answer:
-                try:
-                    await_reply(self._pq, self._lease, f"delivery {delivery_id}")
-                except ClaimExpired:
-                    self._abandon()
-                    raise
-            self._settle()
+            if self._answer is answer:
+                self._settle(f"delivery {delivery_id}")
             if not answer:
                 raise RuntimeError("the ledger write for this message failed")
             if answer[0] and self._lease is not None:
@@ -199,21 +230,17 @@ class PostgresProgress(ProgressWriter):
 
         return ours
 
-    def _settle(self) -> None:
-        """Read the reply of the statement in flight, if any (libpq: results until None)."""
+    def _settle(self, what: str = "the previous delivery") -> None:
+        """Read the reply of the statement in flight, if any, up to its commit (`_committed`)."""
         answer, self._answer = self._answer, None
         if answer is None:
             return
-        result = self._pq.get_result()
-        while self._pq.get_result() is not None:
-            pass
-        answer.append(self._check(result).ntuples == 1)
+        answer.append(self._committed(what).ntuples == 1)
 
     def sent(self, token: str, delivery_id: int, mid: str) -> None:
         self._settle()
-        self._check(
-            self._pq.exec_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode()])
-        )
+        self._pq.send_query_prepared(b"nl_progress_sent", [token.encode(), str(delivery_id).encode(), mid.encode()])
+        self._committed(f"delivery {delivery_id}")
 
     def write_group(self, writes: list[tuple[str, int | None, tuple[int, str] | None]]) -> set[int]:
         """One statement and one commit for every write; with a lease, raises ClaimExpired rather
@@ -234,15 +261,7 @@ class PostgresProgress(ProgressWriter):
                 _pg_array(t for t, _ in nexts),
             ],
         )
-        if self._lease is not None:
-            try:
-                await_reply(self._pq, self._lease, f"{len(writes)} deliveries")
-            except ClaimExpired:
-                self._abandon()
-                raise
-        result = self._check(self._pq.get_result())
-        while self._pq.get_result() is not None:
-            pass
+        result = self._committed(f"{len(writes)} deliveries")
         ours = {int(result.get_value(i, 0)) for i in range(result.ntuples)}
         if ours and self._lease is not None:
             if beat:

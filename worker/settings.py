@@ -323,8 +323,12 @@ def _settings_error(exc: ValidationError, path: Path) -> SettingsError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     name = str(first["loc"][0]) if first["loc"] else "?"
-    variable = f"NEWSLETTER_{name.upper()}"
-    source = variable if variable in os.environ else f"{path}: {name}"
+
+    def where(name: str) -> str:  # the variable when it is set, else the config file's key
+        variable = f"NEWSLETTER_{name.upper()}"
+        return variable if variable in os.environ else name
+
+    source = where(name) if where(name) != name else f"{path}: {name}"
     kind = first["type"]
     if kind == "value_error":
         message = str(first["ctx"]["error"])
@@ -333,7 +337,9 @@ def _settings_error(exc: ValidationError, path: Path) -> SettingsError:
         if name not in SECRET_FIELDS:
             message += f", got {first['input']!r}"
     if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more bad settings)"
+        # Name the others, so several mistakes are not fixed one run at a time.
+        others = sorted({where(str(e["loc"][0])) for e in errors[1:] if e["loc"]} - {where(name)})
+        message += f" (also bad: {', '.join(others)})" if others else f" (and {len(errors) - 1} more)"
     return SettingsError(message, source=source)
 
 

@@ -121,7 +121,13 @@ def _print_status(st: CampaignReport) -> None:
 @app.command()
 def status(
     campaign: Annotated[int | None, typer.Argument(help="Campaign id (default: the latest, after a list).")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object: the campaign's counts, recent campaigns, feeds and whether a worker is seen.",
+        ),
+    ] = False,
 ) -> None:
     """Counts per delivery status, an ETA while sending, recent campaigns and failing feeds."""
     from ..db import session_scope

@@ -60,7 +60,7 @@ def subscribers_import(
 @subscribers_app.command("list")
 def subscribers_list(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list instead of CSV.")] = False,
 ) -> None:
     """List subscribers (CSV on stdout, or JSON)."""
     import csv

@@ -240,7 +240,9 @@ def main() -> int:  # noqa: PLR0915 - one measurement, start to end
     rows = [
         "| measure | figure | target |",
         "|---|---:|---|",
-        f"| publish: render + {args.n:,} ledger rows | {summary['publish_s']:.1f} s | ≤ 15 s |",
+        # The target is for a million rows; a smaller run shows it only as that reference.
+        f"| publish: render + {args.n:,} ledger rows | {summary['publish_s']:.1f} s | "
+        f"{'≤ 15 s' if args.n == 1_000_000 else '(≤ 15 s for 1,000,000)'} |",
         f"| reading the kept counts (a session and one query), median | {summary['counts_ms_median']:.1f} ms | |",
         f"| `ledger.status()` (`newsletter status --json`) during the send, median / slowest sample | "
         f"{summary['status_ms_median']:.1f} / {summary['status_ms_max']:.1f} ms | ≤ 100 ms |",

@@ -3,6 +3,7 @@ messages): faults while four sessions stream, in-process on PostgreSQL (SQLite h
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 
@@ -151,6 +152,54 @@ def test_a_go_ahead_whose_commit_fails_sends_no_content(four_sessions, smtp_serv
     got = smtp_server.handler.per_recipient()
     assert len(got) == 40 and max(got.values()) == 1
     assert Counter(ledger(cid).values()) == {"sent": 40}
+
+
+def test_a_database_outage_mid_batch_is_released_once_the_database_is_back(
+    four_sessions, smtp_server, seed_path, monkeypatch
+):
+    """The database goes away mid-batch (every connection closed, new ones refused, for 1.5 s:
+    a restart): the batch fails, but its release waits for the database and then records what
+    only this process knows (the accepted messages 'sent', the unstarted rows back in the
+    queue), so nothing is left for the sweeper to call uncertain."""
+    from sqlalchemy.engine import make_url
+
+    from worker.db import dispose_engines
+    from worker.sending import Sender
+
+    from .relay import Relay
+
+    url = make_url(os.environ["NEWSLETTER_DATABASE_URL"])
+    with Relay((url.host, url.port or 5432)) as relay:
+        relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+        monkeypatch.setenv("NEWSLETTER_DATABASE_URL", relayed)
+        reset_settings()
+        dispose_engines()
+        cid = make_campaign(seed_path, 80)
+        h = smtp_server.handler
+        timers: list[threading.Timer] = []
+
+        def outage(_: list[str]) -> None:  # the server thread, before it answers the dot
+            if len(h.received) == 19 and not timers:
+                relay.cut()
+                timers.append(threading.Timer(1.5, relay.restore))
+                timers[0].start()
+
+        h.on_data = outage
+        sender = Sender(get_settings())
+        try:
+            with pytest.raises(Exception, match="(?i)connection|server|closed"):
+                sender.run(cid)
+            assert timers and no_session_threads()
+            after_outage = Counter(ledger(cid).values())
+            run_until_settled(sender, cid)
+        finally:
+            sender.close()
+            for t in timers:
+                t.join()
+        assert not {"sending", "claimed", "uncertain"} & set(after_outage), after_outage
+        got = h.per_recipient()
+        assert len(got) == 80 and max(got.values()) == 1
+        assert Counter(ledger(cid).values()) == {"sent": 80}
 
 
 def test_database_connections_killed_mid_batch_lose_no_record(four_sessions, smtp_server, seed_path, monkeypatch):

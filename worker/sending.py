@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import sendwindow
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 LONG_PAUSE = 10.0
 # How often (seconds) a batch checks that its campaign is still sending (not paused or cancelled).
 STATUS_CHECK_INTERVAL = 1.0
+# How long (seconds) a batch's release waits for an unreachable database before it leaves the
+# batch to the sweeper.
+RELEASE_PATIENCE = 30.0
 # Rows a batch claims per session (at least NEWSLETTER_BATCH_SIZE in all): the batch ends when its
 # last message does, so with fewer the sessions wait on each other at every batch's end.
 ROWS_PER_SESSION = 8
@@ -279,10 +283,7 @@ class Sender:
                     try:
                         progress.close()
                     finally:
-                        # A statement that failed (the database went away) leaves the session
-                        # unusable until rolled back; the release must still run if it can.
-                        session.rollback()
-                        release_claim(session, token, batch.unsent, batch.unrecorded)
+                        self._release(session, batch)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s on %d session(s)",
@@ -300,6 +301,31 @@ class Sender:
                 if outcome.paused_for and outcome.next_due_in is not None:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
         return outcome
+
+    def _release(self, session: Session, batch: _Batch) -> None:
+        """`release_claim` for the batch, tried again while the database is unreachable (a
+        restart, a failover) for up to RELEASE_PATIENCE seconds: only this process knows which
+        rows' content never left and which accepted messages lost their 'sent' record; given
+        up, the sweeper can only call them all uncertain."""
+        deadline, delay = time.monotonic() + RELEASE_PATIENCE, 0.2
+        while True:
+            try:
+                # A statement that failed (the database went away) leaves the session unusable
+                # until rolled back.
+                session.rollback()
+                release_claim(session, batch.token, batch.unsent, batch.unrecorded)
+                return
+            except OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "campaign %s: cannot release the batch (%s); trying again in %.1f s",
+                    batch.campaign_id,
+                    next(iter(str(exc.orig or exc).strip().splitlines()), type(exc).__name__),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     def _send_batch(
         self,

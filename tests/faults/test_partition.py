@@ -11,9 +11,7 @@ on its claim once the lease since its last confirmed heartbeat has run out (issu
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 import time
 
 from sqlalchemy import select
@@ -27,66 +25,10 @@ from worker.publish import publish_episode
 from worker.settings import get_settings, reset_settings
 
 from ..factories import campaign_status, seed_subscribers
-from ..smtp_server import free_port
+from ..relay import Relay
 from ..stack import wait_for
 
 LEASE = 3.0
-
-
-class Relay:
-    """A TCP relay in a thread. `hold = True` keeps the upstream's bytes from reaching clients
-    (buffered, not dropped) while clients' bytes still go through."""
-
-    def __init__(self, upstream: tuple[str, int]):
-        self.upstream = upstream
-        self.port = free_port()
-        self.hold = False
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
-        self._ready.set()
-        self.loop.run_forever()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, holdable: bool) -> None:
-            try:
-                while data := await src.read(65536):
-                    while holdable and self.hold:
-                        await asyncio.sleep(0.02)
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    def __enter__(self) -> Relay:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.hold = False
-
-        async def shut() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 SESSIONS = 3  # sending sessions of the cut-off worker: each may have one row in flight

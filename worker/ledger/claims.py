@@ -178,7 +178,8 @@ def release_claim(
     """End of a batch: rows still only claimed (not attempted) go back to the queue, and so do
     `unsent` rows: marked 'sending' but known to have had no content sent (their write's
     confirmation never came, so the session stopped before the content); their attempt is given
-    back. Each only while it is still this claim's and 'sending'. `unrecorded`: (id, Message-ID)
+    back. Each only while it is still this claim's and 'sending' (or 'uncertain': a sweeper that
+    saw the claim's heartbeat stop cannot know what this batch knows). `unrecorded`: (id, Message-ID)
     of messages the server accepted whose 'sent' write was lost with its connection; they are
     marked sent now, also when the sweeper has called them uncertain meanwhile (all in one
     commit)."""
@@ -199,7 +200,12 @@ def release_claim(
     if unsent:
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(list(unsent)), Delivery.claim_token == token, Delivery.status == D.SENDING)
+            .where(
+                Delivery.id.in_(list(unsent)),
+                Delivery.claim_token == token,
+                # 'uncertain': the sweeper got there first, while the database was out of reach
+                Delivery.status.in_([D.SENDING, D.UNCERTAIN]),
+            )
             .values(status=D.QUEUED, claim_token=None, attempts=Delivery.attempts - 1, updated_at=now)
             .execution_options(synchronize_session=False)
         )

@@ -69,3 +69,23 @@ def test_status_lines_are_not_wrapped_when_piped(seed_path, tmp_path):
     cli("publish", seed_path, check=True)  # no worker: it stays queued
     first = cli("status", check=True).stdout.splitlines()[0]
     assert len(first) > 80 and first.startswith("campaign 1 (") and "1 recipients" in first, first
+
+
+def test_a_malformed_command_line_is_one_line_naming_the_argument():
+    # Typer's own error box is several lines; the entry point makes it one, with where to look
+    for args, words, command in [
+        (("status", "abc"), "Invalid value for 'campaign'", "newsletter status"),
+        (("status", "--nope"), "No such option: --nope", "newsletter status"),
+        (("resend", "--uncertain"), "Missing argument 'campaign'", "newsletter resend"),
+        (("campaigns", "pause", "0"), "greater than or equal to 1", "newsletter campaigns pause"),
+        (("bogus",), "No such command 'bogus'", "newsletter"),
+    ]:
+        line = one_line_error(cli(*args))
+        assert line.startswith("error: ") and words in line and line.endswith(f"(see `{command} --help`)"), line
+
+
+def test_a_campaign_id_past_the_database_integer_is_refused_before_the_database():
+    # INTEGER ids: PostgreSQL would fail the statement (a traceback), SQLite overflow in Python
+    for args in (("status", "2147483648"), ("resend", "9223372036854775808", "--uncertain"), ("send", "2147483648")):
+        line = one_line_error(cli(*args))
+        assert "less than or equal to 2147483647" in line, line

@@ -177,6 +177,9 @@ def test_campaign_page_lists_recipients_and_problems(client):
     assert "1 match." in found.text
     assert client.get("/console/campaigns/1", params={"status": "nonsense"}).status_code == 422
     assert client.get("/console/campaigns/99").status_code == 404
+    for path in ("/console/campaigns/2147483648", "/console/subscribers/2147483648"):
+        r = client.get(path)  # past the ids' INTEGER: an error page, not a database error
+        assert r.status_code == 422 and "<html" in r.text.lower(), path
 
 
 def test_subscribers_search_change_import_export(client):

@@ -29,6 +29,8 @@ BAD = [
     ("NEWSLETTER_AUTO_SEND", "sometimes", "expected true or false"),
     ("NEWSLETTER_FROM_ADDR", "newsletter", "expected an email address"),
     ("NEWSLETTER_DATABASE_URL", "newsletter.db", "expected a URL"),
+    ("NEWSLETTER_DATABASE_URL", "mysql://u@host/db", "mysql:// is not supported here"),
+    ("NEWSLETTER_DATABASE_URL", "postgresql+psycopg2://u@host/db", "postgresql+psycopg2:// is not supported"),
     ("NEWSLETTER_BROKER_URL", "localhost:6379", "expected a broker URL"),
     ("NEWSLETTER_TEMPLATES_DIR", "/nonexistent/templates", "no email/ folder"),
     ("NEWSLETTER_CONFIG_FILE", "/nonexistent/newsletter.toml", "no such file"),
@@ -82,6 +84,14 @@ def test_good_values_are_normalised(monkeypatch):
     reset_settings()
     s = get_settings()
     assert s.base_url == "https://news.example.org" and s.send_rate == 2.5
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_a_plain_postgres_url_gets_the_installed_driver(monkeypatch, scheme):
+    # what hosting providers and libpq tools hand out; SQLAlchemy alone would not load it
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", f"{scheme}://u:pw@db.example:5433/news?sslmode=require")
+    reset_settings()
+    assert get_settings().database_url == "postgresql+psycopg://u:pw@db.example:5433/news?sslmode=require"
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,11 @@ def test_staff_with_credentials(client):
     st = client.get("/campaigns/1", headers=BEARER)
     assert st.status_code == 200 and st.json()["campaign"] == 1 and st.json()["state"] == "draft"
     assert client.get("/campaigns/99", headers=BEARER).status_code == 404
+    # past INTEGER (PostgreSQL's int4): refused as invalid, not a database error (500)
+    for path in ("/campaigns/2147483648", "/campaigns/0"):
+        r = client.get(path, headers=BEARER)
+        assert r.status_code == 422 and "campaign_id" in r.text, (path, r.status_code)
+    assert client.post("/campaigns/2147483648/pause", headers=BEARER).status_code == 422
 
 
 def test_staff_test_send_goes_only_to_allowed_addresses(smtp_server, client):

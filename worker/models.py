@@ -60,6 +60,11 @@ class DeliveryStatus(enum.StrEnum):
     OPEN = enum.nonmember((QUEUED, CLAIMED, SENDING, RETRY))  # a campaign with any of these is not done
 
 
+# Row ids are INTEGER: PostgreSQL's int4. An id from outside (a command's argument, a URL) past
+# this is refused as invalid before it reaches the database, which would fail the statement.
+MAX_ID = 2**31 - 1
+
+
 class Subscriber(Base):
     """A person on the list: address (unique case-insensitively via `email_key`), name, status
     (`SubscriberStatus`) and the double opt-in bookkeeping."""

@@ -184,12 +184,21 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        hint = "expected a URL such as sqlite:///var/newsletter.db or postgresql+psycopg://user@host/db"
         try:
-            make_url(value)
+            url = make_url(value)
         except ArgumentError:
-            raise ValueError(
-                "expected a URL such as sqlite:///var/newsletter.db or postgresql+psycopg://user@host/db"
-            ) from None
+            raise ValueError(hint) from None
+        # postgres:// and postgresql:// (what hosting providers and libpq hand out) mean the
+        # driver installed here; any other database is not supported.
+        if url.drivername in ("postgres", "postgresql"):
+            return value.replace(f"{url.drivername}://", "postgresql+psycopg://", 1)
+        if (
+            url.get_backend_name() not in ("sqlite", "postgresql")
+            or url.drivername.startswith("postgresql+")
+            and (url.drivername != "postgresql+psycopg")
+        ):
+            raise ValueError(f"{url.drivername}:// is not supported here; {hint}")
         return value
 
     @field_validator("broker_url")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..ledger import CampaignReport
 from ..ledger.overview import CampaignLine
-from ..models import CampaignStatus, DeliveryStatus
+from ..models import MAX_ID, CampaignStatus, DeliveryStatus
 from ..settings import get_settings
 from ._common import app, err, fail, out, parse_as_of, ready
 
@@ -120,7 +120,9 @@ def _print_status(st: CampaignReport) -> None:
 
 @app.command()
 def status(
-    campaign: Annotated[int | None, typer.Argument(help="Campaign id (default: the latest, after a list).")] = None,
+    campaign: Annotated[
+        int | None, typer.Argument(help="Campaign id (default: the latest, after a list).", min=1, max=MAX_ID)
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -186,10 +188,11 @@ def _print_recent(recent: list[CampaignLine]) -> None:
 
 @app.command()
 def resend(
-    campaign: Annotated[int, typer.Argument()],
+    campaign: Annotated[int, typer.Argument(help="The campaign's id.", min=1, max=MAX_ID)],
     uncertain: Annotated[bool, typer.Option("--uncertain", help="Resend the deliveries left uncertain.")] = False,
 ) -> None:
-    """Resend deliveries left uncertain by a dead worker (same Message-ID)."""
+    """Resend deliveries left uncertain (a worker died mid-message, or a server never answered the
+    final dot), with the same Message-ID."""
     from ..db import session_scope
     from ..ledger import resend_uncertain
     from ..publish import start
@@ -221,7 +224,9 @@ def sweep() -> None:
 
 
 @app.command()
-def send(campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).")]) -> None:
+def send(
+    campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).", min=1, max=MAX_ID)],
+) -> None:
     """Send a draft campaign: freeze its audience now and queue it. A paused campaign (its
     transport was misconfigured) resumes."""
     from ..db import session_scope

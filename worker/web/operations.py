@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException
-from fastapi import Path as FastPath
 from pydantic import BaseModel, Field
 
 from .. import control
 from ..errors import InputError, NotFound
 from .auth import AppSettings, require_staff
+from .lookup import RowId
 
 router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)])
-CampaignId = Annotated[int, FastPath(ge=1, le=2**62)]
+CampaignId = RowId
 
 
 class CancelBody(BaseModel):

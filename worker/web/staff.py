@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
-from fastapi import Path as FastPath
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from ..message import Recipient, compose
 from ..models import Campaign, utcnow
 from ..settings import Settings
 from .auth import AppSettings, Staff, require_staff
-from .lookup import load_episode, record_for
+from .lookup import RowId, load_episode, record_for
 from .pages import render_page
 
 router = APIRouter(tags=["staff"], dependencies=[Depends(require_staff)])
@@ -43,7 +42,7 @@ class TestSendReply(BaseModel):
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign(campaign_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)], settings: AppSettings) -> dict:
+def campaign(campaign_id: RowId, settings: AppSettings) -> dict:
     """The JSON of `newsletter status CAMPAIGN --json`; 404 for an unknown campaign."""
     from ..ledger import status
 

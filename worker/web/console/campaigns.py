@@ -19,6 +19,7 @@ from ...ledger import status as campaign_status
 from ...models import Campaign, Delivery, DeliveryEvent, DeliveryStatus, EpisodeRecord, EventKind
 from ...settings import Settings
 from ..auth import AppSettings
+from ..lookup import RowId
 from ..pages import render_page
 from .session import Console, check_post
 
@@ -62,7 +63,7 @@ def campaign_page(
     request: Request,
     settings: AppSettings,
     staff: Console,
-    campaign_id: int,
+    campaign_id: RowId,
     q: Annotated[str, Query(max_length=320)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -130,7 +131,7 @@ def campaign_action(
     request: Request,
     settings: AppSettings,
     staff: Console,
-    campaign_id: int,
+    campaign_id: RowId,
     action: str,
     csrf: Annotated[str, Form(max_length=100)],
     at: Annotated[str, Form(max_length=40)] = "",

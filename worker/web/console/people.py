@@ -20,6 +20,7 @@ from ...models import Campaign, Delivery, EpisodeRecord, Feed, SeenItem, Subscri
 from ...subscribers import MAX_CSV_BYTES, count_by_status, export_cell, import_rows, read_csv
 from ...subscriptions import TRANSITIONS, Actor, transition
 from ..auth import AppSettings
+from ..lookup import RowId
 from ..pages import render_page
 from .session import Console, check_post
 
@@ -84,7 +85,7 @@ def subscribers_export(
 
 @router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
 def subscriber_page(
-    request: Request, settings: AppSettings, staff: Console, subscriber_id: int,
+    request: Request, settings: AppSettings, staff: Console, subscriber_id: RowId,
     did: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:  # fmt: skip
     """One subscriber: status, the changes staff may make from it, their deliveries."""
@@ -115,7 +116,7 @@ def subscriber_page(
 
 @router.post("/subscribers/{subscriber_id}/status")
 def subscriber_status(
-    request: Request, settings: AppSettings, staff: Console, subscriber_id: int,
+    request: Request, settings: AppSettings, staff: Console, subscriber_id: RowId,
     csrf: Annotated[str, Form(max_length=100)], to: Annotated[str, Form(max_length=20)],
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:  # fmt: skip

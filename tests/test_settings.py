@@ -25,6 +25,8 @@ BAD = [
     ("NEWSLETTER_SEND_RATE", "fast", "expected a number, got 'fast'"),
     ("NEWSLETTER_SEND_RATE", "-5", "must be at least 0"),
     ("NEWSLETTER_CLAIM_LEASE", "0", "must be more than 0"),
+    ("NEWSLETTER_SESSIONS_PER_WORKER", "100000", "must be at most 512"),
+    ("NEWSLETTER_SESSIONS_PER_WORKER", "0", "must be at least 1"),
     ("NEWSLETTER_RETRY_MAX_DELAY", "7200", "must be less than 1800"),
     ("NEWSLETTER_AUTO_SEND", "sometimes", "expected true or false"),
     ("NEWSLETTER_FROM_ADDR", "newsletter", "expected an email address"),

@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     smtp_timeout: Positive = 30
     # Sending sessions (SMTP connections, HTTP clients) per worker process, and at most this many
     # to one destination (a relay or provider) from one process: worker/sending.py.
-    sessions_per_worker: AtLeastOne = 32
+    # A thread, a connection and ~1 MB each: past a few hundred a process only queues for the
+    # interpreter lock (the measurement at 40 ms wants 32).
+    sessions_per_worker: Annotated[int, Field(ge=1, le=512)] = 32
     sessions_per_destination: AtLeastOne = 64
     # True: measure how many of those a process needs (worker.sending.SessionSizer); False: use
     # them all from the first message.
@@ -324,6 +326,7 @@ _PYDANTIC_MESSAGES = {
     "greater_than": "must be more than {gt:g}",
     "greater_than_equal": "must be at least {ge:g}",
     "less_than": "must be less than {lt:g}",
+    "less_than_equal": "must be at most {le:g}",
 }
 
 

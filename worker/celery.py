@@ -19,6 +19,12 @@ from .settings import get_settings
 VISIBILITY_TIMEOUT = 3600
 
 
+def transport_options(broker_url: str) -> dict[str, int]:
+    """The kombu transport options for this broker: only Redis knows a visibility timeout (the
+    SQLAlchemy transport passes its options to create_engine, which refuses unknown ones)."""
+    return {"visibility_timeout": VISIBILITY_TIMEOUT} if broker_url.startswith(("redis", "rediss")) else {}
+
+
 def make_app() -> Celery:
     """The Celery app from the settings; a bad setting stops the worker with one line, exit 2."""
     try:
@@ -36,11 +42,7 @@ def make_app() -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="newsletter",
         broker_connection_retry_on_startup=True,
-        # Only Redis knows a visibility timeout (the SQLAlchemy transport passes these options to
-        # create_engine, which refuses unknown ones).
-        broker_transport_options=(
-            {"visibility_timeout": VISIBILITY_TIMEOUT} if settings.broker_url.startswith(("redis", "rediss")) else {}
-        ),
+        broker_transport_options=transport_options(settings.broker_url),
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule={

@@ -6,7 +6,12 @@ message carries the campaign id and nothing else; the ledger says what to send.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .settings import get_settings
+
+if TYPE_CHECKING:
+    from kombu import Connection
 
 # The names `worker.tasks` registers (Celery's default: module path and function name).
 SEND_BATCH = "worker.tasks.send_batch"
@@ -18,16 +23,26 @@ SEND_JOINING_EMAIL = "worker.tasks.send_joining_email"
 START_PARALLEL = 4
 
 
-def enqueue(campaign_id: int, parallel: int = START_PARALLEL) -> None:
-    """Start sending a campaign: `parallel` send-batch tasks.
+def _connection() -> Connection:
+    """A connection to the broker the settings name now, with that broker's transport options,
+    not the one the app saw at import (whose options may not fit it: Redis's visibility timeout
+    breaks the SQLAlchemy transport), so a long-lived caller (the web process, the test suite)
+    follows its settings."""
+    from kombu import Connection
 
-    The connection is opened to the broker the settings name now, not the one the app saw at
-    import, so a long-lived caller (the web process, the test suite) follows its settings.
-    Raises what kombu raises when the broker cannot be reached (the caller decides: see
+    from .celery import transport_options
+
+    url = get_settings().resolved_broker_url
+    return Connection(url, transport_options=transport_options(url))
+
+
+def enqueue(campaign_id: int, parallel: int = START_PARALLEL) -> None:
+    """Start sending a campaign: `parallel` send-batch tasks (on `_connection`). Raises what
+    kombu raises when the broker cannot be reached (the caller decides: see
     `worker.publish.start`)."""
     from .celery import app  # built on first use: commands that queue nothing never need it
 
-    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+    with _connection() as conn:
         for _ in range(parallel):
             app.send_task(SEND_BATCH, args=(campaign_id,), connection=conn)
 
@@ -44,7 +59,7 @@ def joining_emails(kind: str, subscriber_ids: list[int]) -> None:
     (`worker.joining_mail`). Raises what kombu raises when the broker cannot be reached."""
     from .celery import app
 
-    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+    with _connection() as conn:
         for sid in subscriber_ids:
             app.send_task(SEND_JOINING_EMAIL, args=(kind, sid), connection=conn)
 
@@ -54,5 +69,5 @@ def poll_now() -> None:
     console's "Poll now"). Raises what kombu raises when the broker cannot be reached."""
     from .celery import app
 
-    with app.connection_for_write(get_settings().resolved_broker_url) as conn:
+    with _connection() as conn:
         app.send_task(POLL, connection=conn)

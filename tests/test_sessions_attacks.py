@@ -202,6 +202,85 @@ def test_a_database_outage_mid_batch_is_released_once_the_database_is_back(
         assert Counter(ledger(cid).values()) == {"sent": 80}
 
 
+def test_a_ledger_writer_that_cannot_open_gives_the_claimed_batch_back(
+    four_sessions, smtp_server, seed_path, monkeypatch
+):
+    """The batch's rows are claimed, then the writer's connection dies while it prepares its
+    statements (the database going away between the two): nothing is sent and the rows go
+    back to the queue at once, not after the claim lease. (Found by a break-it run.)"""
+    import sqlalchemy as sa
+
+    from worker.ledger.progress import PostgresProgress
+    from worker.models import Claim
+    from worker.sending import Sender
+
+    from .conftest import POSTGRES_TEST_URL
+
+    cid = make_campaign(seed_path, 40)
+    admin = sa.create_engine(POSTGRES_TEST_URL, isolation_level="AUTOCOMMIT")
+    real = PostgresProgress._prepare
+    killed: list[int] = []
+
+    def prepare_on_a_dying_backend(self):  # noqa: ANN001, ANN202
+        if not killed:
+            with admin.connect() as conn:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": self._pq.backend_pid})
+            killed.append(self._pq.backend_pid)
+        return real(self)
+
+    monkeypatch.setattr(PostgresProgress, "_prepare", prepare_on_a_dying_backend)
+    sender = Sender(get_settings())
+    try:
+        with pytest.raises(Exception, match="(?i)terminat|connection|closed"):
+            sender.run(cid)
+        states = Counter(ledger(cid).values())
+        with session_scope() as s:
+            claims = s.scalars(select(Claim.token)).all()
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+        admin.dispose()
+    assert killed and states == {"queued": 40} and not claims, (states, claims)
+    got = smtp_server.handler.per_recipient()
+    assert len(got) == 40 and max(got.values()) == 1
+
+
+def test_a_rollback_on_the_writers_pooled_connection_does_not_break_later_batches(
+    four_sessions, smtp_server, seed_path
+):
+    """psycopg's rollback() sends DEALLOCATE ALL once it has prepared statements of its own,
+    which drops the ledger writer's too; the next writer on that pooled connection must prepare
+    them again, not fail every batch with "prepared statement does not exist". (Found by a
+    break-it run with lock_timeout set.)"""
+    from worker.db import get_engine, session_factory
+    from worker.ledger.progress import ProgressWriter
+    from worker.models import Campaign
+    from worker.sending import Sender
+
+    cid = make_campaign(seed_path, 40)
+    engine = get_engine()
+    engine.dispose()  # one pooled connection from here on
+    progress = ProgressWriter.open(engine)
+    pid = progress._pq.backend_pid
+    progress.close()
+    with session_factory()() as s:
+        assert s.connection().connection.driver_connection.info.backend_pid == pid
+        for _ in range(6):  # psycopg prepares a query it has run 5 times
+            s.execute(select(Campaign.status).where(Campaign.id == cid)).scalar()
+        s.rollback()  # ... and so DEALLOCATE ALL here
+    with engine.connect() as conn:
+        assert conn.connection.driver_connection.info.backend_pid == pid
+        left = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'nl%%'").scalar()
+    assert left == 0  # the writer's statements are gone from that backend
+    sender = Sender(get_settings())
+    try:
+        sender.run(cid)
+    finally:
+        sender.close()
+    assert Counter(ledger(cid).values()) == {"sent": 40}
+    assert max(smtp_server.handler.per_recipient().values()) == 1
+
+
 def test_database_connections_killed_mid_batch_lose_no_record(four_sessions, smtp_server, seed_path, monkeypatch):
     """pg_terminate_backend on every connection of the sender (its grouped writes, its claims)
     while four sessions stream: the batch fails, but each message the server accepted is

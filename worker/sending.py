@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import OperationalError
@@ -265,15 +265,24 @@ class Sender:
                     size = ROWS_PER_SESSION * sessions
                 elif sessions > 1:
                     size = max(size, ROWS_PER_SESSION * sessions)
-                rows = claim_batch(session, campaign_id, token, size, self.worker_name)
+                try:
+                    rows = claim_batch(session, campaign_id, token, size, self.worker_name)
+                except OperationalError:
+                    # Its commit may have happened with the reply lost: give back whatever this
+                    # token holds rather than leave it to the sweeper.
+                    self._release(session, campaign_id, token)
+                    raise
                 if not rows:
                     break
                 outcome.batches += 1
                 outcome.claimed += len(rows)
                 before, batch_started = outcome.counts(), time.monotonic()
-                progress = ProgressWriter.open(session.get_bind(), lease)
                 batch = _Batch(campaign_id, token, template, rows, sessions)
+                progress: ProgressWriter | None = None
                 try:
+                    # Inside the try: a writer that cannot open (the database going away) must
+                    # still give the claimed rows back.
+                    progress = ProgressWriter.open(session.get_bind(), lease)
                     self._send_batch(Session, session, progress, batch, outcome)
                 except ClaimExpired as exc:
                     # Cut off from the database: the sweeper hands the rest to someone else.
@@ -281,9 +290,10 @@ class Sender:
                     outcome.stopped = f"claim expired: {exc}"
                 finally:
                     try:
-                        progress.close()
+                        if progress is not None:
+                            progress.close()
                     finally:
-                        self._release(session, batch)
+                        self._release(session, campaign_id, token, batch.unsent, batch.unrecorded)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s on %d session(s)",
@@ -302,8 +312,15 @@ class Sender:
                     outcome.next_due_in = max(outcome.next_due_in, outcome.paused_for)
         return outcome
 
-    def _release(self, session: Session, batch: _Batch) -> None:
-        """`release_claim` for the batch, tried again while the database is unreachable (a
+    def _release(
+        self,
+        session: Session,
+        campaign_id: int,
+        token: str,
+        unsent: Sequence[int] = (),
+        unrecorded: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        """`release_claim` for a batch, tried again while the database is unreachable (a
         restart, a failover) for up to RELEASE_PATIENCE seconds: only this process knows which
         rows' content never left and which accepted messages lost their 'sent' record; given
         up, the sweeper can only call them all uncertain."""
@@ -313,14 +330,14 @@ class Sender:
                 # A statement that failed (the database went away) leaves the session unusable
                 # until rolled back.
                 session.rollback()
-                release_claim(session, batch.token, batch.unsent, batch.unrecorded)
+                release_claim(session, token, unsent, unrecorded)
                 return
             except OperationalError as exc:
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning(
                     "campaign %s: cannot release the batch (%s); trying again in %.1f s",
-                    batch.campaign_id,
+                    campaign_id,
                     next(iter(str(exc.orig or exc).strip().splitlines()), type(exc).__name__),
                     delay,
                 )

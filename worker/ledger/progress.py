@@ -147,12 +147,16 @@ class PostgresProgress(ProgressWriter):
         self._prepare()
 
     def _prepare(self) -> None:
-        info = self._conn.connection.info  # lives as long as the database connection
-        if info.get("nl_progress_prepared") == len(self.STATEMENTS):
-            return
+        """Prepare the statements this connection's backend does not hold. Asked of the server
+        every time (one round trip a batch), not remembered: psycopg's rollback() sends
+        DEALLOCATE ALL once it has prepared statements of its own, and a pooled connection
+        passes through ORM sessions between batches. While the writer holds the connection,
+        nobody else can deallocate them."""
+        held = self._check(self._pq.exec_(b"SELECT name FROM pg_prepared_statements WHERE name LIKE 'nl\\_progress%'"))
+        have = {held.get_value(i, 0) for i in range(held.ntuples)}
         for name, sql in self.STATEMENTS.items():
-            self._check(self._pq.prepare(name, sql.encode()))
-        info["nl_progress_prepared"] = len(self.STATEMENTS)
+            if name not in have:
+                self._check(self._pq.prepare(name, sql.encode()))
 
     def _check(self, result: Any) -> Any:
         from psycopg import errors, pq

@@ -203,6 +203,7 @@ def test_postgres_connections_killed_mid_batch(fault_env, stack, seed_path, monk
     dispose_engines()  # our own pool held connections that were just killed too
     wait_done(cid, timeout=240, stack=stack)
     figures = report(f"PostgreSQL connections killed mid-batch ×3 ({terminated} backends)", emails, handler, cid)
-    # each killed backend can leave at most the messages it was recording in flight: one per
-    # session when it carried a process's grouped writes
-    assert figures["uncertain"] <= terminated * SESSIONS
+    # A batch that loses its database records at its release what only it knows (messages
+    # accepted, rows never started), waiting for the database if need be: 0 uncertain in every
+    # run measured. One process's sessions' worth is the bound, not each killed backend's.
+    assert figures["uncertain"] <= SESSIONS

@@ -77,7 +77,7 @@ def test_a_malformed_command_line_is_one_line_naming_the_argument():
         (("status", "abc"), "Invalid value for 'campaign'", "newsletter status"),
         (("status", "--nope"), "No such option: --nope", "newsletter status"),
         (("resend", "--uncertain"), "Missing argument 'campaign'", "newsletter resend"),
-        (("campaigns", "pause", "0"), "greater than or equal to 1", "newsletter campaigns pause"),
+        (("campaigns", "pause", "0"), "0 is not a campaign id", "newsletter campaigns pause"),
         (("bogus",), "No such command 'bogus'", "newsletter"),
     ]:
         line = one_line_error(cli(*args))
@@ -88,4 +88,4 @@ def test_a_campaign_id_past_the_database_integer_is_refused_before_the_database(
     # INTEGER ids: PostgreSQL would fail the statement (a traceback), SQLite overflow in Python
     for args in (("status", "2147483648"), ("resend", "9223372036854775808", "--uncertain"), ("send", "2147483648")):
         line = one_line_error(cli(*args))
-        assert "less than or equal to 2147483647" in line, line
+        assert "is not a campaign id (1 to 2147483647)" in line, line

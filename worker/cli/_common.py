@@ -7,12 +7,13 @@ import sys
 import tempfile
 from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from ..errors import InputError
+from ..models import MAX_ID
 from ..settings import Settings, get_settings
 
 app = typer.Typer(
@@ -37,6 +38,22 @@ def _console(stderr: bool = False) -> Console:
 
 out = _console()
 err = _console(stderr=True)
+
+
+def _row_id(value: int | None) -> int | None:
+    # A callback rather than min/max: the same check without "[1<=x<=2147483647]" in every
+    # help line. Past INTEGER the database would fail the statement instead.
+    if value is not None and not 1 <= value <= MAX_ID:
+        raise typer.BadParameter(f"{value} is not a campaign id (1 to {MAX_ID})")
+    return value
+
+
+def campaign_arg(help: str) -> typer.models.ArgumentInfo:  # noqa: A002 - Typer's own keyword
+    """A campaign id argument: a whole number from 1 to the ids' INTEGER (`models.MAX_ID`)."""
+    return typer.Argument(help=help, callback=_row_id)
+
+
+CampaignArg = Annotated[int, campaign_arg("The campaign's id (see `newsletter campaigns list`).")]
 
 
 def fail(message: str) -> NoReturn:

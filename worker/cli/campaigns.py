@@ -13,9 +13,9 @@ from rich.table import Table
 
 from ..ledger import CampaignReport
 from ..ledger.overview import CampaignLine
-from ..models import MAX_ID, CampaignStatus, DeliveryStatus
+from ..models import CampaignStatus, DeliveryStatus
 from ..settings import get_settings
-from ._common import app, err, fail, out, parse_as_of, ready
+from ._common import CampaignArg, app, campaign_arg, err, fail, out, parse_as_of, ready
 
 
 @app.command()
@@ -120,9 +120,7 @@ def _print_status(st: CampaignReport) -> None:
 
 @app.command()
 def status(
-    campaign: Annotated[
-        int | None, typer.Argument(help="Campaign id (default: the latest, after a list).", min=1, max=MAX_ID)
-    ] = None,
+    campaign: Annotated[int | None, campaign_arg("Campaign id (default: the latest, after a list).")] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -188,7 +186,7 @@ def _print_recent(recent: list[CampaignLine]) -> None:
 
 @app.command()
 def resend(
-    campaign: Annotated[int, typer.Argument(help="The campaign's id.", min=1, max=MAX_ID)],
+    campaign: CampaignArg,
     uncertain: Annotated[bool, typer.Option("--uncertain", help="Resend the deliveries left uncertain.")] = False,
 ) -> None:
     """Resend deliveries left uncertain (a worker died mid-message, or a server never answered the
@@ -225,7 +223,7 @@ def sweep() -> None:
 
 @app.command()
 def send(
-    campaign: Annotated[int, typer.Argument(help="A draft campaign (NEWSLETTER_AUTO_SEND=false).", min=1, max=MAX_ID)],
+    campaign: Annotated[int, campaign_arg("A draft campaign (NEWSLETTER_AUTO_SEND=false).")],
 ) -> None:
     """Send a draft campaign: freeze its audience now and queue it. A paused campaign (its
     transport was misconfigured) resumes."""

@@ -8,15 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ..models import MAX_ID
-from ._common import app, out, ready
+from ._common import CampaignArg, app, out, ready
 
 campaigns_app = typer.Typer(no_args_is_help=True, help="List campaigns and control them (pause, schedule...).")
 app.add_typer(campaigns_app, name="campaigns")
-
-CampaignArg = Annotated[
-    int, typer.Argument(help="The campaign's id (see `newsletter campaigns list`).", min=1, max=MAX_ID)
-]
 
 
 def _show(report) -> None:  # noqa: ANN001 - a CampaignReport

@@ -192,6 +192,18 @@ def test_cli_twins(draft):
     assert cli("campaigns", "retry-failed", 999).returncode == 2
 
 
+def test_send_is_campaigns_send_and_resume_in_one(draft):
+    # a draft: sent now (its audience frozen); then not again; paused: resumed
+    r = cli("send", draft)
+    assert r.returncode == 0 and f"campaign {draft} queued for 40 subscribers" in r.stdout, r.stderr
+    assert status_of(draft) == "sending"
+    r = cli("send", draft)
+    assert r.returncode == 2 and "only a draft or scheduled campaign can be sent" in r.stderr
+    assert cli("campaigns", "pause", draft).returncode == 0
+    r = cli("send", draft)
+    assert r.returncode == 0 and "resumed" in r.stdout and status_of(draft) == "sending"
+
+
 def test_the_sweep_starts_a_due_scheduled_campaign_once(draft):
     from worker.ledger import sweep
 

@@ -75,20 +75,6 @@ def pause_campaign(session: Session, campaign_id: int, token: str, delivery_id: 
     return bool(paused)
 
 
-def resume_campaign(session: Session, campaign_id: int) -> bool:
-    """A paused campaign sends again (after the configuration was fixed). True if it was paused."""
-    resumed = rowcount(
-        session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.PAUSED)
-            .values(status=CampaignStatus.SENDING, status_reason=None)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    session.commit()
-    return bool(resumed)
-
-
 def record_provider_id(session: Session, delivery_id: int, provider_id: str) -> None:
     """The provider's id for a delivery it accepted: what its bounce and complaint reports name."""
     session.execute(

@@ -225,23 +225,22 @@ def sweep() -> None:
 def send(
     campaign: Annotated[int, campaign_arg("A draft campaign (NEWSLETTER_AUTO_SEND=false).")],
 ) -> None:
-    """Send a draft campaign: freeze its audience now and queue it. A paused campaign (its
-    transport was misconfigured) resumes."""
+    """Send a draft (or scheduled) campaign now: rendered as of now, its audience frozen, its work
+    queued. A paused campaign (its transport was misconfigured) resumes. The same as `campaigns
+    send` and `campaigns resume`, in one command."""
+    from .. import control
     from ..db import session_scope
-    from ..holds import resume_campaign
-    from ..ledger import get_campaign, send_draft
-    from ..publish import start
+    from ..ledger import get_campaign
 
     settings = ready()
     with session_scope(settings) as session:
-        if get_campaign(session, campaign).status == CampaignStatus.PAUSED:
-            resume_campaign(session, campaign)
-            start(campaign)
-            out.print(f"campaign {campaign} resumed", markup=False)
-            return
-        added = send_draft(session, campaign)
-    start(campaign)
-    out.print(f"campaign {campaign} queued for {added} subscribers", markup=False)
+        paused = get_campaign(session, campaign).status == CampaignStatus.PAUSED
+    if paused:
+        control.resume(settings, campaign)
+        out.print(f"campaign {campaign} resumed", markup=False)
+        return
+    report = control.send_now(settings, campaign)
+    out.print(f"campaign {campaign} queued for {report.total} subscribers", markup=False)
 
 
 @app.command()

@@ -204,6 +204,23 @@ def test_send_is_campaigns_send_and_resume_in_one(draft):
     assert r.returncode == 0 and "resumed" in r.stdout and status_of(draft) == "sending"
 
 
+def test_resend_takes_uncertain_and_temporarily_failed_rows(draft):
+    assert cli("send", draft).returncode == 0
+    with session_scope() as s:
+        ids = list(s.scalars(select(Delivery.id).where(Delivery.campaign_id == draft).order_by(Delivery.id)))
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[:2]))
+                  .values(status="failed", last_error="gave up after 8 attempts: 451 try later"))  # fmt: skip
+        s.execute(update(Delivery).where(Delivery.id == ids[2]).values(status="failed", last_error="550 no such user"))
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[3:6])).values(status="uncertain"))
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[6:])).values(status="sent"))
+    r = cli("resend", draft)
+    assert r.returncode == 2 and "--uncertain, --failed or both" in r.stderr
+    r = cli("resend", draft, "--failed", "--uncertain")
+    assert r.returncode == 0, r.stderr
+    assert "3 uncertain deliveries queued again" in r.stdout and "2 failed deliveries queued again" in r.stdout
+    assert by_status(draft) == {"queued": 5, "failed": 1, "sent": 34}
+
+
 def test_the_sweep_starts_a_due_scheduled_campaign_once(draft):
     from worker.ledger import sweep
 

@@ -187,22 +187,34 @@ def _print_recent(recent: list[CampaignLine]) -> None:
 @app.command()
 def resend(
     campaign: CampaignArg,
-    uncertain: Annotated[bool, typer.Option("--uncertain", help="Resend the deliveries left uncertain.")] = False,
+    uncertain: Annotated[
+        bool, typer.Option("--uncertain", help="The deliveries left uncertain, with the same Message-ID.")
+    ] = False,
+    failed: Annotated[
+        bool,
+        typer.Option("--failed", help="The deliveries that failed on temporary errors (as `campaigns retry-failed`)."),
+    ] = False,
 ) -> None:
-    """Resend deliveries left uncertain (a worker died mid-message, or a server never answered the
-    final dot), with the same Message-ID."""
+    """Send again what did not surely arrive: uncertain deliveries (a worker died mid-message, or a
+    server never answered the final dot) and/or those that failed on temporary errors. Addresses
+    that bounced or unsubscribed are never resent."""
     from ..db import session_scope
     from ..ledger import resend_uncertain
+    from ..ledger.control import retry_failed
     from ..publish import start
 
-    if not uncertain:
-        fail("say what to resend: --uncertain")
+    if not (uncertain or failed):
+        fail("say what to resend: --uncertain, --failed or both")
     settings = ready()
     with session_scope(settings) as session:
-        n = resend_uncertain(session, campaign)
-    if n:
+        n_uncertain = resend_uncertain(session, campaign) if uncertain else 0
+        n_failed = retry_failed(session, campaign) if failed else 0
+    if n_uncertain or n_failed:
         start(campaign)
-    out.print(f"{n} uncertain deliveries queued again", markup=False)
+    if uncertain:
+        out.print(f"{n_uncertain} uncertain deliveries queued again", markup=False)
+    if failed:
+        out.print(f"{n_failed} failed deliveries queued again", markup=False)
 
 
 @app.command()

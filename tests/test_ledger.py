@@ -326,3 +326,22 @@ def test_the_claim_query_reads_only_due_rows_through_its_indexes(postgres_url, s
     assert "Index Cond: ((campaign_id = $1) AND (next_attempt_at <= $" in plan, plan
     filters = [line.strip() for line in plan.splitlines() if "Filter:" in line]
     assert all(f.startswith("Filter: ((status)::text = ") for f in filters), plan
+
+
+def test_one_subscribers_deliveries_are_found_through_an_index(postgres_url, seed_path):
+    # Erasing an address updates its deliveries, and deleting a subscriber is refused by a
+    # trigger that looks for one (migration 0008): without ix_deliveries_subscriber_id (0010)
+    # each was a scan of every delivery ever made. Sequential scans are priced out, as costs
+    # decide only on a big table.
+    dispose_engines()
+    migrate(get_settings())
+    make_campaign(seed_path, 20)
+    with session_scope() as s:
+        sub = s.scalar(select(func.min(Delivery.subscriber_id)))
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(s.scalars(text(f"EXPLAIN UPDATE deliveries SET name = '' WHERE subscriber_id = {sub}")))
+        exists = "\n".join(
+            s.scalars(text(f"EXPLAIN SELECT EXISTS (SELECT 1 FROM deliveries WHERE subscriber_id = {sub})"))
+        )
+    assert "Index Cond: (subscriber_id = " in plan and "ix_deliveries_subscriber_id" in plan, plan
+    assert "ix_deliveries_subscriber_id" in exists, exists

@@ -281,6 +281,83 @@ def test_a_rollback_on_the_writers_pooled_connection_does_not_break_later_batche
     assert max(smtp_server.handler.per_recipient().values()) == 1
 
 
+# Refuses the commit of the transactions holding the nth to (nth + times - 1)th row update that
+# matches WHEN (a deferred constraint trigger; the count is a sequence, outside transactions).
+REFUSE_NTH = """
+CREATE SEQUENCE refuse_nth;
+CREATE FUNCTION refuse_nth() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE n bigint := nextval('refuse_nth');
+BEGIN
+    IF n >= {nth} AND n < {nth} + {times} THEN
+        RAISE EXCEPTION 'commit refused for delivery % (% -> %)', NEW.id, OLD.status, NEW.status;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_nth AFTER UPDATE ON deliveries DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION refuse_nth();
+"""
+
+
+@pytest.mark.parametrize("sessions", [1, 4])
+def test_a_refusal_whose_record_is_lost_is_recorded_at_the_release(
+    four_sessions, smtp_server, seed_path, monkeypatch, sessions
+):
+    """The server answers 451 to one recipient and the commit of that row's 'retry' record fails
+    (in life: its connection killed). The process knows nothing was delivered: the release
+    records the refusal (not left 'sending' for the sweeper to call uncertain, never resent),
+    and the recipient gets the message once, later. (Found by a break-it run.)"""
+    from worker.sending import Sender
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", str(sessions))
+    reset_settings()
+    cid = make_campaign(seed_path, 16)
+    victim = sorted(ledger(cid))[3]
+    smtp_server.handler.tempfail[victim] = 1
+    with session_scope() as s:
+        s.execute(sa_text(REFUSE_NTH.format(when="NEW.status = 'retry' AND OLD.status = 'sending'", nth=1, times=1)))
+    sender = Sender(get_settings())
+    try:
+        with pytest.raises(Exception, match="commit refused"):
+            sender.run(cid)
+        after = ledger(cid)[victim]
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    assert after in ("retry", "queued"), after
+    got = smtp_server.handler.per_recipient()
+    assert got[victim] == 1 and max(got.values()) == 1
+    assert Counter(ledger(cid).values()) == {"sent": 16}
+
+
+def test_a_release_the_database_refuses_is_made_in_parts(four_sessions, smtp_server, seed_path, monkeypatch):
+    """The commit of an accepted message's 'sent' record is refused, and so is the release that
+    records it again: the release is made again in parts, so the batch's other rows go back to
+    the queue at once (not after the claim lease) and the accepted message is recorded 'sent'.
+    (Found by a break-it run.)"""
+    from worker.models import Claim
+    from worker.sending import Sender
+
+    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "1")
+    reset_settings()
+    cid = make_campaign(seed_path, 16)
+    with session_scope() as s:
+        s.execute(sa_text(REFUSE_NTH.format(when="NEW.status = 'sent' AND OLD.status = 'sending'", nth=3, times=2)))
+    sender = Sender(get_settings())
+    try:
+        with pytest.raises(Exception, match="commit refused"):
+            sender.run(cid)
+        states = Counter(ledger(cid).values())
+        with session_scope() as s:
+            claims = s.scalars(select(Claim.token)).all()
+        run_until_settled(sender, cid)
+    finally:
+        sender.close()
+    assert not claims and not states["claimed"] and not states["sending"], (states, claims)
+    got = smtp_server.handler.per_recipient()
+    assert len(got) == 16 and max(got.values()) == 1
+    assert Counter(ledger(cid).values()) == {"sent": 16}
+
+
 def test_database_connections_killed_mid_batch_lose_no_record(four_sessions, smtp_server, seed_path, monkeypatch):
     """pg_terminate_backend on every connection of the sender (its grouped writes, its claims)
     while four sessions stream: the batch fails, but each message the server accepted is

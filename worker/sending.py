@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import sendwindow
@@ -293,7 +293,7 @@ class Sender:
                         if progress is not None:
                             progress.close()
                     finally:
-                        self._release(session, campaign_id, token, batch.unsent, batch.unrecorded)
+                        self._release(session, campaign_id, token, batch.unsent, batch.unrecorded, batch.failures)
                 # One line a batch: the ledger has every message, the log need not.
                 log.info(
                     "campaign %s: %d sent, %d to retry, %d failed, %d skipped of %d claimed in %.1f s on %d session(s)",
@@ -319,17 +319,32 @@ class Sender:
         token: str,
         unsent: Sequence[int] = (),
         unrecorded: Sequence[tuple[int, str]] = (),
+        failures: Sequence[tuple[Claimed, Exception]] = (),
     ) -> None:
-        """`release_claim` for a batch, tried again while the database is unreachable (a
-        restart, a failover) for up to RELEASE_PATIENCE seconds: only this process knows which
-        rows' content never left and which accepted messages lost their 'sent' record; given
-        up, the sweeper can only call them all uncertain."""
+        """`release_claim` for a batch, after recording the `failures` (a row and what the
+        server said of it) whose own records were lost with their connection. Tried again while
+        the database is unreachable (a restart, a failover) for up to RELEASE_PATIENCE seconds:
+        only this process knows which rows' content never left, which accepted messages lost
+        their 'sent' record and which refusals theirs; given up, the sweeper can only call them
+        all uncertain. A release the database refuses outright (a constraint, an operator's
+        trigger) is made again in parts, so one refused part does not keep the rest back."""
+        pending = list(failures)
         deadline, delay = time.monotonic() + RELEASE_PATIENCE, 0.2
         while True:
             try:
                 # A statement that failed (the database went away) leaves the session unusable
                 # until rolled back.
                 session.rollback()
+                while pending:
+                    row, failure = pending[0]
+                    try:
+                        self._record_failure(session, token, row, failure, BatchOutcome())
+                    except OperationalError:
+                        raise
+                    except Exception:
+                        log.exception("campaign %s: cannot record delivery %s's failure", campaign_id, row.id)
+                        session.rollback()
+                    pending.pop(0)
                 release_claim(session, token, unsent, unrecorded)
                 return
             except OperationalError as exc:
@@ -343,6 +358,17 @@ class Sender:
                 )
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
+            except DBAPIError:
+                log.exception(
+                    "campaign %s: the database refused the batch's release; releasing it in parts", campaign_id
+                )
+                for part in ({"unrecorded": unrecorded}, {"unsent": unsent}, {}):
+                    session.rollback()
+                    try:
+                        release_claim(session, token, **part)
+                    except DBAPIError:
+                        log.exception("campaign %s: part of the release refused: %s", campaign_id, list(part))
+                return
 
     def _send_batch(
         self,
@@ -432,6 +458,13 @@ class Sender:
         finished: tuple[int, str] | None = None  # accepted: recorded with the next write
         handed: tuple[Claimed, str] | None = None  # handed over, its verdict still to come
 
+        def record_failure(row: Claimed, failure: Exception) -> None:
+            try:
+                self._record_failure(session, token, row, failure, outcome)
+            except BaseException:
+                batch.failures.append((row, failure))  # recorded again at the release
+                raise
+
         def settle(verdict: Exception | None) -> None:
             nonlocal finished, handed
             if handed is not None:
@@ -442,7 +475,7 @@ class Sender:
                     outcome.sent += 1
                     log.debug("sent %s to %s", mid, row.email)
                 else:
-                    self._record_failure(session, token, row, verdict, outcome)
+                    record_failure(row, verdict)
 
         checked = time.monotonic()
         for row in batch.rows():
@@ -515,7 +548,7 @@ class Sender:
                     record_provider_id(session, row.id, provider_id)
                 handed = (row, mid)  # its verdict comes with the next message, or below
             else:
-                self._record_failure(session, token, row, failure, outcome)
+                record_failure(row, failure)
             if probe is not None and probe.record(time.perf_counter() - wall, time.thread_time() - cpu):
                 break
         settle(transport.finish())
@@ -581,6 +614,8 @@ class _Batch:
         # (id, Message-ID) of messages the server accepted whose 'sent' write failed with the
         # write that carried it (the database went away): recorded again at the release.
         self.unrecorded: list[tuple[int, str]] = []
+        # Rows the server refused (or left uncertain) whose failure record was lost the same way.
+        self.failures: list[tuple[Claimed, Exception]] = []
 
     def rows(self) -> Iterator[Claimed]:
         """The next row not started by any session, until none is left (popleft is atomic)."""

@@ -345,3 +345,18 @@ def test_one_subscribers_deliveries_are_found_through_an_index(postgres_url, see
         )
     assert "Index Cond: (subscriber_id = " in plan and "ix_deliveries_subscriber_id" in plan, plan
     assert "ix_deliveries_subscriber_id" in exists, exists
+
+
+def test_the_database_urls_own_session_settings_win_over_the_defaults(postgres_url, monkeypatch):
+    # worker.db sets a statement_timeout and keepalives of its own for every connection; an
+    # operator's `options` in NEWSLETTER_DATABASE_URL must still decide (PostgreSQL takes the
+    # last of a setting given twice).
+    from worker.settings import reset_settings
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", postgres_url + "%20-c%20statement_timeout%3D7s")
+    reset_settings()
+    dispose_engines()
+    with get_engine().connect() as conn:
+        assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+        assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() != "0"  # ours stays
+        assert conn.exec_driver_sql("SHOW search_path").scalar().startswith("nl_")  # the fixture's

@@ -97,7 +97,9 @@ def pg_connect_args(url: str, lease: float) -> dict:
     }
     given = make_url(url).query.get("options", "")
     given = " ".join(given) if isinstance(given, tuple) else given
-    options = " ".join([given, *(f"-c {key}={value}" for key, value in server.items())]).strip()
+    # Ours first: PostgreSQL takes the last of a setting given twice, so the URL's own `options`
+    # (a statement_timeout of the operator's choosing) win over these defaults.
+    options = " ".join([*(f"-c {key}={value}" for key, value in server.items()), given]).strip()
     return {
         "keepalives": 1,
         "keepalives_idle": idle,

@@ -544,9 +544,16 @@ class Sender:
                 outcome.skipped_rows += 1
                 continue
             if failure is None:
-                if provider_id := transport.provider_message_id:
-                    record_provider_id(session, row.id, provider_id)
                 handed = (row, mid)  # its verdict comes with the next message, or below
+                if provider_id := transport.provider_message_id:
+                    try:
+                        record_provider_id(session, row.id, provider_id)
+                    except DBAPIError:
+                        # Only that message's bounce reports lose their match; an accepted
+                        # message must not be lost with it (the next write records it, or the
+                        # release does if the database has gone).
+                        log.warning("delivery %s: could not record the provider's id %s", row.id, provider_id)
+                        session.rollback()
             else:
                 record_failure(row, failure)
             if probe is not None and probe.record(time.perf_counter() - wall, time.thread_time() - cpu):

@@ -200,62 +200,61 @@ def test_ses_unverified_sender_pauses_the_campaign(moto_ses, redis_url, quick, s
     assert ses_sent() == []
 
 
-def test_several_sessions_through_an_http_provider_deliver_exactly_once(
-    postgres_url, redis_url, quick, seed_path, monkeypatch
-):
-    """Four sessions of one process, each with its own HTTP client, against the provider's
-    stand-in: everyone once, the provider's id on every row, a connection per session."""
+@pytest.fixture
+def postmark_four_sessions(postgres_url, redis_url, quick, monkeypatch):
+    """Postmark's stand-in as the transport, four sessions forced, PostgreSQL migrated and N
+    subscribers: yields (the stand-in, their addresses)."""
     from worker.db import migrate
-    from worker.sending import Sender
 
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
     monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
     with ProviderServer() as server:
         use(monkeypatch, f"postmark://pm-token@?endpoint={server.url}")
-        settings = get_settings()
-        migrate(settings)
-        emails = seed_subscribers(N)
-        cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id
-        sender = Sender(settings)
-        outcome = sender.run(cid)
+        migrate(get_settings())
+        yield server, seed_subscribers(N)
+
+
+def send_all(seed_path) -> tuple[int, int]:  # noqa: ANN001
+    """Publish the episode and send it through one Sender: (campaign id, messages sent)."""
+    from worker.sending import Sender
+
+    settings = get_settings()
+    cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id
+    sender = Sender(settings)
+    try:
+        return cid, sender.run(cid).sent
+    finally:
         sender.close()
-        assert outcome.sent == N
-        assert len({e.peer for e in server.state.log}) >= 2  # several connections
-        assert_exactly_once(cid, emails, server.state.per_recipient())
 
 
-def test_a_provider_id_that_cannot_be_recorded_loses_no_accepted_message(
-    postgres_url, redis_url, quick, seed_path, monkeypatch
-):
+def test_several_sessions_through_an_http_provider_deliver_exactly_once(postmark_four_sessions, seed_path):
+    """Four sessions of one process, each with its own HTTP client, against the provider's
+    stand-in: everyone once, the provider's id on every row, a connection per session."""
+    server, emails = postmark_four_sessions
+    cid, sent = send_all(seed_path)
+    assert sent == N
+    assert len({e.peer for e in server.state.log}) >= 2  # several connections
+    assert_exactly_once(cid, emails, server.state.per_recipient())
+
+
+def test_a_provider_id_that_cannot_be_recorded_loses_no_accepted_message(postmark_four_sessions, seed_path):
     """The provider accepted a message but recording its id fails (a refused commit here): only
     that message's bounce matching suffers; it is still recorded 'sent', everyone once."""
     from sqlalchemy import text
 
-    from worker.db import migrate, session_scope
-    from worker.sending import Sender
+    from worker.db import session_scope
 
     from .test_sessions_attacks import REFUSE_NTH
 
-    monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "4")
-    monkeypatch.setenv("NEWSLETTER_SESSIONS_AUTO", "false")
-    with ProviderServer() as server:
-        use(monkeypatch, f"postmark://pm-token@?endpoint={server.url}")
-        settings = get_settings()
-        migrate(settings)
-        emails = seed_subscribers(N)
-        with session_scope() as s:
-            when = "NEW.provider_message_id IS DISTINCT FROM OLD.provider_message_id"
-            s.execute(text(REFUSE_NTH.format(when=when, nth=5, times=1)))
-        cid = publish_episode(load_episode(seed_path, settings.tz), settings).campaign.id
-        sender = Sender(settings)
-        try:
-            outcome = sender.run(cid)
-        finally:
-            sender.close()
-        assert outcome.sent == N
-        st = campaign_status(cid)
-        assert st["sent"] == N and st["failed"] == 0 and st["uncertain"] == 0, st
-        assert server.state.per_recipient() == {e.lower(): 1 for e in emails}
-        with session_scope() as s:
-            missing = s.scalar(text("SELECT count(*) FROM deliveries WHERE provider_message_id IS NULL"))
-        assert missing == 1  # the one refused
+    server, emails = postmark_four_sessions
+    with session_scope() as s:
+        when = "NEW.provider_message_id IS DISTINCT FROM OLD.provider_message_id"
+        s.execute(text(REFUSE_NTH.format(when=when, nth=5, times=1)))
+    cid, sent = send_all(seed_path)
+    assert sent == N
+    st = campaign_status(cid)
+    assert st["sent"] == N and st["failed"] == 0 and st["uncertain"] == 0, st
+    assert server.state.per_recipient() == {e.lower(): 1 for e in emails}
+    with session_scope() as s:
+        missing = s.scalar(text("SELECT count(*) FROM deliveries WHERE provider_message_id IS NULL"))
+    assert missing == 1  # the one refused

@@ -60,6 +60,20 @@ def run_until_settled(sender, campaign_id: int, rounds: int = 400) -> None:  # n
     raise AssertionError(f"not settled: {Counter(ledger(campaign_id).values())}")
 
 
+def fails_then_settles(sender, campaign_id: int, match: str) -> tuple[Counter, list[str]]:  # noqa: ANN001
+    """One run that fails with an error matching `match`; the ledger's statuses and the claims
+    left right after it; then runs until the campaign is settled."""
+    from worker.models import Claim
+
+    with pytest.raises(Exception, match=match):
+        sender.run(campaign_id)
+    states = Counter(ledger(campaign_id).values())
+    with session_scope() as s:
+        claims = list(s.scalars(select(Claim.token)))
+    run_until_settled(sender, campaign_id)
+    return states, claims
+
+
 def no_session_threads() -> bool:
     return not any(t.name.startswith(("send-session-", "ledger-progress")) for t in threading.enumerate())
 
@@ -211,7 +225,6 @@ def test_a_ledger_writer_that_cannot_open_gives_the_claimed_batch_back(
     import sqlalchemy as sa
 
     from worker.ledger.progress import PostgresProgress
-    from worker.models import Claim
     from worker.sending import Sender
 
     from .conftest import POSTGRES_TEST_URL
@@ -231,12 +244,7 @@ def test_a_ledger_writer_that_cannot_open_gives_the_claimed_batch_back(
     monkeypatch.setattr(PostgresProgress, "_prepare", prepare_on_a_dying_backend)
     sender = Sender(get_settings())
     try:
-        with pytest.raises(Exception, match="(?i)terminat|connection|closed"):
-            sender.run(cid)
-        states = Counter(ledger(cid).values())
-        with session_scope() as s:
-            claims = s.scalars(select(Claim.token)).all()
-        run_until_settled(sender, cid)
+        states, claims = fails_then_settles(sender, cid, "(?i)terminat|connection|closed")
     finally:
         sender.close()
         admin.dispose()
@@ -334,7 +342,6 @@ def test_a_release_the_database_refuses_is_made_in_parts(four_sessions, smtp_ser
     records it again: the release is made again in parts, so the batch's other rows go back to
     the queue at once (not after the claim lease) and the accepted message is recorded 'sent'.
     (Found by a break-it run.)"""
-    from worker.models import Claim
     from worker.sending import Sender
 
     monkeypatch.setenv("NEWSLETTER_SESSIONS_PER_WORKER", "1")
@@ -344,12 +351,7 @@ def test_a_release_the_database_refuses_is_made_in_parts(four_sessions, smtp_ser
         s.execute(sa_text(REFUSE_NTH.format(when="NEW.status = 'sent' AND OLD.status = 'sending'", nth=3, times=2)))
     sender = Sender(get_settings())
     try:
-        with pytest.raises(Exception, match="commit refused"):
-            sender.run(cid)
-        states = Counter(ledger(cid).values())
-        with session_scope() as s:
-            claims = s.scalars(select(Claim.token)).all()
-        run_until_settled(sender, cid)
+        states, claims = fails_then_settles(sender, cid, "commit refused")
     finally:
         sender.close()
     assert not claims and not states["claimed"] and not states["sending"], (states, claims)

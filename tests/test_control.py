@@ -221,6 +221,29 @@ def test_resend_takes_uncertain_and_temporarily_failed_rows(draft):
     assert by_status(draft) == {"queued": 5, "failed": 1, "sent": 34}
 
 
+def test_resend_neither_revives_a_cancelled_campaign_nor_resumes_a_paused_one(draft, monkeypatch):
+    from worker.ledger import resend_uncertain
+
+    settings = get_settings()
+    monkeypatch.setattr("worker.control._enqueue", lambda cid: None)
+    control.send_now(settings, draft)
+    with session_scope() as s:
+        ids = list(s.scalars(select(Delivery.id).where(Delivery.campaign_id == draft).order_by(Delivery.id)))
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[:2])).values(status="uncertain"))
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[2:])).values(status="sent"))
+    control.pause(settings, draft)
+    with session_scope() as s:
+        assert resend_uncertain(s, draft) == 2
+    assert status_of(draft) == "paused" and by_status(draft) == {"queued": 2, "sent": 38}  # out on resume
+    control.cancel(settings, draft, "wrong episode")
+    with session_scope() as s:
+        s.execute(update(Delivery).where(Delivery.id.in_(ids[:2])).values(status="uncertain"))
+    for flag in ("--uncertain", "--failed"):
+        r = cli("resend", draft, flag)
+        assert r.returncode == 2 and "cancelled: it sends nothing more" in r.stderr, r.stderr
+    assert status_of(draft) == "cancelled" and by_status(draft) == {"uncertain": 2, "sent": 38}
+
+
 def test_the_sweep_starts_a_due_scheduled_campaign_once(draft):
     from worker.ledger import sweep
 

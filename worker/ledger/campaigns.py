@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..clock import db_now
 from ..db import rowcount
 from ..episodes import Episode
-from ..errors import NotFound
+from ..errors import CampaignStateError, NotFound
 from ..models import (
     Campaign,
     CampaignStatus,
@@ -156,11 +156,23 @@ def latest_campaign(session: Session) -> Campaign | None:
     return session.scalar(select(Campaign).order_by(Campaign.id.desc()).limit(1))
 
 
+def check_resendable(campaign: Campaign) -> None:
+    """Raise CampaignStateError unless rows of this campaign may be sent again: it has sent
+    (sending, paused or done); a draft or scheduled one has sent nothing, a cancelled one sends
+    nothing more."""
+    if campaign.status == CampaignStatus.CANCELLED:
+        raise CampaignStateError(f"campaign {campaign.id} is cancelled: it sends nothing more")
+    if campaign.status not in (CampaignStatus.SENDING, CampaignStatus.PAUSED, CampaignStatus.DONE):
+        raise CampaignStateError(f"campaign {campaign.id} is {campaign.status}: nothing of it has been sent")
+
+
 def resend_uncertain(session: Session, campaign_id: int) -> int:
     """Put 'uncertain' rows back in the queue (and commit); returns how many. They go out with
     the same Message-ID, so a receiving system that did get the first copy can tell it is the
-    same message. Raises NotFound for an unknown campaign."""
-    get_campaign(session, campaign_id)
+    same message. A done campaign goes back to sending; a paused one stays paused (its rows go
+    out when it is resumed). Raises NotFound for an unknown campaign, CampaignStateError for a
+    draft, scheduled or cancelled one (`check_resendable`)."""
+    check_resendable(get_campaign(session, campaign_id))
     n = rowcount(
         session.execute(
             update(Delivery)
@@ -170,7 +182,12 @@ def resend_uncertain(session: Session, campaign_id: int) -> int:
         )
     )
     if n:
-        session.execute(update(Campaign).where(Campaign.id == campaign_id).values(status=CampaignStatus.SENDING))
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.DONE)
+            .values(status=CampaignStatus.SENDING, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
     session.commit()
     return n
 

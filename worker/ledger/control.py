@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from ..db import rowcount
 from ..errors import CampaignStateError
 from ..models import Campaign, CampaignStatus, Claim, Delivery, DeliveryStatus, Subscriber, SubscriberStatus, utcnow
-from .campaigns import freeze_audience, get_campaign
+from .campaigns import check_resendable, freeze_audience, get_campaign
 
 log = logging.getLogger(__name__)
 C, D = CampaignStatus, DeliveryStatus
@@ -202,8 +202,7 @@ def retry_failed(session: Session, campaign_id: int) -> int:
     sending; the caller enqueues its work. Raises NotFound, or CampaignStateError for a draft,
     scheduled or cancelled campaign."""
     campaign = get_campaign(session, campaign_id)
-    if campaign.status not in (C.SENDING, C.PAUSED, C.DONE):
-        raise CampaignStateError(f"campaign {campaign_id} is {campaign.status}: nothing of it has been sent")
+    check_resendable(campaign)
     n = rowcount(
         session.execute(
             update(Delivery)

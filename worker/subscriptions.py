@@ -119,6 +119,10 @@ def transition(
     change is reported as `changed=False` instead)."""
     if to not in S.ALL:
         raise TransitionRefused(f"unknown status {to!r}; one of {', '.join(S.ALL)}")
+    if to == S.ERASED and not (values and values.get("email") == ""):
+        # The status alone would say "erased" over an address and name still kept everywhere:
+        # only `privacy.erase`, which removes them in the same transaction, makes this move.
+        raise TransitionRefused("erasing removes the address and name everywhere: use `newsletter subscribers erase`")
     key = Subscriber.email_key == email.strip().lower() if email is not None else Subscriber.id == subscriber_id
     where = and_(key, *require)
     for _ in range(3):  # a concurrent change between the read and the update: read again

@@ -34,6 +34,11 @@ BAD = [
     ("NEWSLETTER_DATABASE_URL", "mysql://u@host/db", "mysql:// is not supported here"),
     ("NEWSLETTER_DATABASE_URL", "postgresql+psycopg2://u@host/db", "postgresql+psycopg2:// is not supported"),
     ("NEWSLETTER_BROKER_URL", "localhost:6379", "expected a broker URL"),
+    ("NEWSLETTER_MAIL_URL", "carrier-pigeon://x", "expected a URL starting smtp:"),
+    ("NEWSLETTER_MAIL_URL", "smtp://", "names no server"),
+    ("NEWSLETTER_MAIL_URL", "maildir:", "names no folder"),
+    ("NEWSLETTER_SEND_RATE", "inf", "expected a finite number"),
+    ("NEWSLETTER_BATCH_SIZE", "100000", "must be at most 10000"),
     ("NEWSLETTER_TEMPLATES_DIR", "/nonexistent/templates", "no email/ folder"),
     ("NEWSLETTER_CONFIG_FILE", "/nonexistent/newsletter.toml", "no such file"),
 ]

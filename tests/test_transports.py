@@ -155,8 +155,9 @@ def test_transport_by_url(url, kind, tmp_path):
 
 
 def test_unknown_transport_is_a_config_error():
+    # The settings refuse such a URL at start (tests/test_settings.py); this is the net behind it.
     with pytest.raises(ConfigError):
-        get_transport(Settings(mail_url="carrier-pigeon://x"))
+        get_transport(Settings.model_construct(**{**Settings().model_dump(), "mail_url": "carrier-pigeon://x"}))
 
 
 @pytest.mark.parametrize(

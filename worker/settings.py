@@ -33,8 +33,10 @@ DEFAULT_CONFIG_FILE = CONFIG_DIR / "newsletter.toml"
 # package must never write into site-packages.
 BASE_DIR = PROJECT_DIR if (PROJECT_DIR / "pyproject.toml").is_file() else Path.cwd()
 
-Positive = Annotated[float, Field(gt=0)]
-NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# What NEWSLETTER_MAIL_URL may start with (worker.transports makes each).
+MAIL_SCHEMES = ("smtp", "smtps", "maildir", "ses", "postmark", "mailgun")
 AtLeastOne = Annotated[int, Field(ge=1)]
 
 
@@ -70,7 +72,7 @@ class Settings(BaseSettings):
     redis_url: str = ""
     mail_url: str = "maildir:var/outbox"
 
-    batch_size: AtLeastOne = 100
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
     send_rate: NonNegative = 0
     max_attempts: AtLeastOne = 8
     retry_base_delay: Positive = 30
@@ -203,6 +205,20 @@ class Settings(BaseSettings):
             raise ValueError(f"{url.drivername}:// is not supported here; {hint}")
         return value
 
+    @field_validator("mail_url")
+    @classmethod
+    def _mail_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        scheme, _, rest = value.partition(":")
+        if scheme.lower() not in MAIL_SCHEMES:
+            raise ValueError(f"expected a URL starting {', '.join(s + ':' for s in MAIL_SCHEMES)}")
+        if scheme.lower() in ("smtp", "smtps") and not urlsplit(value).hostname:
+            raise ValueError("names no server: smtp://[user:pass@]host[:port]")
+        if scheme.lower() == "maildir" and not rest.strip("/"):
+            raise ValueError("names no folder: maildir:PATH")
+        return value
+
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -327,6 +343,7 @@ _PYDANTIC_MESSAGES = {
     "greater_than_equal": "must be at least {ge:g}",
     "less_than": "must be less than {lt:g}",
     "less_than_equal": "must be at most {le:g}",
+    "finite_number": "expected a finite number",
 }
 
 

@@ -204,6 +204,15 @@ def test_send_is_campaigns_send_and_resume_in_one(draft):
     assert r.returncode == 0 and "resumed" in r.stdout and status_of(draft) == "sending"
 
 
+def test_publish_draft_then_send(database, seed_path):
+    seed_subscribers(3)
+    r = cli("publish", seed_path, "--draft")
+    assert r.returncode == 0 and "a draft; `newsletter send 1` sends it" in r.stdout, r.stderr
+    assert status_of(1) == "draft"
+    r = cli("send", 1)
+    assert r.returncode == 0 and "campaign 1 queued for 3 subscribers" in r.stdout and status_of(1) == "sending"
+
+
 def test_resend_takes_uncertain_and_temporarily_failed_rows(draft):
     assert cli("send", draft).returncode == 0
     with session_scope() as s:

@@ -23,15 +23,25 @@ def publish(
     episode: Annotated[Path, typer.Argument(help="Episode file.")],
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the campaign is done.")] = False,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Send time for the event check (default now).")] = None,
-    timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.")] = 0,
+    timeout: Annotated[float, typer.Option(help="With --wait: give up waiting after this many seconds.", min=0)] = 0,
+    draft: Annotated[
+        bool, typer.Option("--draft", help="Make it a draft: nothing is sent until `newsletter send CAMPAIGN`.")
+    ] = False,
 ) -> None:
-    """Publish an episode: one campaign, every active subscriber once."""
+    """Publish an episode: one campaign, every active subscriber once (with --draft: kept until
+    `newsletter send`, as feeds and the drop folder do with NEWSLETTER_AUTO_SEND=false)."""
     from ..publish import publish_file
 
     settings = ready()
-    result = publish_file(episode, settings, as_of=parse_as_of(as_of))
+    result = publish_file(episode, settings, as_of=parse_as_of(as_of), draft=draft)
     c = result.campaign
-    if result.created:
+    if result.created and draft:
+        out.print(
+            f"campaign {c.id}: {result.episode.title}: a draft; `newsletter send {c.id}` sends it",
+            markup=False,
+            highlight=False,
+        )
+    elif result.created:
         out.print(f"campaign {c.id}: {result.episode.title} → {c.total} subscribers", markup=False, highlight=False)
     else:
         out.print(

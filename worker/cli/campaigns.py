@@ -221,10 +221,9 @@ def resend(
         n_failed = retry_failed(session, campaign) if failed else 0
     if n_uncertain or n_failed:
         start(campaign)
-    if uncertain:
-        out.print(f"{n_uncertain} uncertain deliveries queued again", markup=False)
-    if failed:
-        out.print(f"{n_failed} failed deliveries queued again", markup=False)
+    for asked, n, what in ((uncertain, n_uncertain, "uncertain"), (failed, n_failed, "failed")):
+        if asked:
+            out.print(f"{n} {what} deliver{'y' if n == 1 else 'ies'} queued again", markup=False)
 
 
 @app.command()

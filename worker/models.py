@@ -167,7 +167,16 @@ class Delivery(Base):
         # by id, and its retry rows by due time, so rows already sent are never walked past.
         # (campaign_id, status, id) also serves every other look-up by campaign and status.
         Index("ix_deliveries_campaign_status_id", "campaign_id", "status", "id"),
-        Index("ix_deliveries_claim", "claim_token"),
+        # Partial, as the migrations made them (0005, 0006): only the rows a look-up can find.
+        *(
+            Index(f"ix_deliveries_{name}", column, postgresql_where=where, sqlite_where=where)
+            for name, column, where in (
+                ("claim", "claim_token", text("claim_token IS NOT NULL")),
+                ("message_id", "message_id", text("message_id IS NOT NULL")),
+                ("provider_message_id", "provider_message_id", text("provider_message_id IS NOT NULL")),
+                ("in_flight", "claim_token", text("status IN ('claimed', 'sending')")),
+            )
+        ),
         Index(
             "ix_deliveries_retry",
             "campaign_id",
@@ -191,9 +200,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # the mail provider's own id for the message (SES, Postmark, Mailgun): what their reports name
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -154,13 +154,17 @@ def frame_background(page) -> str:  # noqa: ANN001
     return page.frame_locator("#f").locator("td.card").first.evaluate("e => getComputedStyle(e).backgroundColor")
 
 
-# the frame shows the whole email: as tall as its document
+# the frame shows the whole email: as tall as its document. Both wait while a toggle reloads the
+# frame (its document is blank for a moment: no card yet), instead of failing on the gap.
 FITS = (
-    "() => { const f = document.getElementById('f'); "
-    "return f.clientHeight >= f.contentDocument.documentElement.scrollHeight; }"
+    "() => { const d = document.getElementById('f').contentDocument; "
+    "return !!d && !!d.querySelector('td.card') "
+    "&& document.getElementById('f').clientHeight >= d.documentElement.scrollHeight; }"
 )
 CARD_IS = (
-    "c => getComputedStyle(document.getElementById('f').contentDocument.querySelector('td.card')).backgroundColor === c"
+    "c => { const d = document.getElementById('f').contentDocument; "
+    "const card = d && d.querySelector('td.card'); "
+    "return !!card && getComputedStyle(card).backgroundColor === c; }"
 )
 
 

@@ -119,7 +119,9 @@ def test_the_console_runs_campaigns(console, tmp_path):
         row = f"#c{first}"
         page.click(f"{row} form[action$='/send'] button")
         page.wait_for_function(
-            f"() => +document.querySelector('{row} [data-field=sent]').textContent > 300", timeout=60_000
+            # (null-safe: the page reloads after the click, and a wait that throws fails the test)
+            f"() => +document.querySelector('{row} [data-field=sent]')?.textContent > 300",
+            timeout=60_000,
         )
         page.click(f"{row} form[action$='/pause'] button")
         page.wait_for_selector(f"{row} [data-field=state]:has-text('paused')")
@@ -166,7 +168,7 @@ def test_the_console_runs_campaigns(console, tmp_path):
         # cancel one mid-way
         page.click(f"#c{doomed} form[action$='/send'] button")
         page.wait_for_function(
-            f"() => +document.querySelector('#c{doomed} [data-field=sent]').textContent > 100", timeout=60_000
+            f"() => +document.querySelector('#c{doomed} [data-field=sent]')?.textContent > 100", timeout=60_000
         )
         page.once("dialog", lambda d: d.accept())
         page.fill(f"#c{doomed} input[name=reason]", "wrong audience")
